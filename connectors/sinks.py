@@ -1,0 +1,90 @@
+"""Bytewax sinks for the flow's output batches: the DuckDB store and the console."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
+
+from connectors.alert_store import AlertStore
+from engine.batch import Batch
+from engine.records import Alert
+
+
+@dataclass
+class RunStats:
+    """What the store sink saw, for the end-of-run summary (single-process runs)."""
+
+    events: int = 0
+    alerts_new: int = 0
+    dead_new: int = 0
+    by_rule: Counter = field(default_factory=Counter)
+    by_reason: Counter = field(default_factory=Counter)
+
+
+class _StorePartition(StatefulSinkPartition[Batch[Alert], None]):
+    def __init__(self, path: Path, stats: RunStats | None):
+        self.store = AlertStore(path)
+        self.stats = stats
+
+    def write_batch(self, values: list[Batch[Alert]]) -> None:
+        alerts = [a for b in values for a in b.items]
+        dead = [d for b in values for d in b.dead]
+        new_alerts, new_dead = self.store.write(alerts, dead)
+        if self.stats is not None:
+            self.stats.events += sum(b.seen for b in values)
+            self.stats.alerts_new += new_alerts
+            self.stats.dead_new += new_dead
+            self.stats.by_rule.update(a.rule_id for a in alerts)
+            self.stats.by_reason.update(d.reason.split(":")[0] for d in dead)
+
+    def snapshot(self) -> None:
+        return None  # every write is idempotent; nothing to resume
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class StoreSink(FixedPartitionedSink[Batch[Alert], None]):
+    """DuckDB allows one writing process, so the store is a single partition:
+    exactly one worker of a cluster owns the file."""
+
+    def __init__(self, path: Path, stats: RunStats | None = None):
+        self.path, self.stats = path, stats
+
+    def list_parts(self) -> list[str]:
+        return ["store"]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
+        return _StorePartition(self.path, self.stats)
+
+
+def alert_line(a: Alert) -> str:
+    loan = a.loan_id or "-"
+    return f"{a.event_time:%Y-%m-%d %H:%M} {a.level.upper():8} {a.score:3d} {a.rule_id} {a.borrower_id} {loan}  {a.summary}"
+
+
+class _PrintPartition(StatelessSinkPartition[Batch[Alert]]):
+    def __init__(self, emit: Callable[[str], None]):
+        self.emit = emit
+
+    def write_batch(self, items: list[Batch[Alert]]) -> None:
+        for batch in items:
+            for alert in batch.items:
+                self.emit(alert_line(alert))
+
+
+class ConsoleSink(DynamicSink[Batch[Alert]]):
+    """Prints each alert as one line as it fires."""
+
+    def __init__(self, emit: Callable[[str], None] = print):
+        self.emit = emit
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PrintPartition:
+        return _PrintPartition(self.emit)

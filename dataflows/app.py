@@ -1,0 +1,101 @@
+"""Running the flow for the commands: load reference data and the pack, pick a
+source and sinks, run, and report. The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import polars as pl
+import structlog
+from bytewax.inputs import Source
+from bytewax.run import cli_main
+
+from connectors.alert_store import AlertStore
+from connectors.reference_files import load_reference
+from connectors.sinks import ConsoleSink, RunStats, StoreSink
+from dataflows.flow import build_flow
+from engine.batch import Raw
+from engine.evaluate import Score, score
+from engine.records import Label
+from engine.rules.pack import Pack, load_pack
+
+DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "post_loan"
+DEFAULT_DB = Path("fundwatch.duckdb")
+
+log = structlog.get_logger()
+
+
+@dataclass
+class RunResult:
+    pack: Pack
+    stats: RunStats
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.stats.events / self.seconds if self.seconds else 0.0
+
+
+def run_flow(
+    source: Source[list[Raw]],
+    reference_dir: Path,
+    db: Path = DEFAULT_DB,
+    rules: Path = DEFAULT_RULES,
+    emit: Callable[[str], None] | None = None,
+) -> RunResult:
+    pack = load_pack(rules)
+    reference = load_reference(reference_dir)
+    store = AlertStore(db)
+    store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
+    store.close()  # the flow's store sink is the one writer from here on
+    log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules))
+    stats = RunStats()
+    sinks = [StoreSink(db, stats)] + ([ConsoleSink(emit)] if emit else [])
+    flow = build_flow(source, reference, lambda: pack, sinks)
+    started = time.perf_counter()
+    cli_main(flow)
+    result = RunResult(pack, stats, time.perf_counter() - started)
+    log.info(
+        "run_finished", events=stats.events, alerts_new=stats.alerts_new,
+        dead_letters_new=stats.dead_new, seconds=round(result.seconds, 2),
+    )
+    return result
+
+
+def evaluate(db: Path, pack: Pack, labels_path: Path) -> list[Score]:
+    """Score the alerts in the store against a labels file."""
+    labels = [msgspec.convert(row, Label) for row in pl.read_parquet(labels_path).iter_rows(named=True)]
+    store = AlertStore(db, read_only=True)
+    try:
+        rows = store.con.execute("SELECT rule_id, evidence FROM alerts").fetchall()
+    finally:
+        store.close()
+    alerts = [(rule_id, msgspec.json.decode(evidence)["event_ids"]) for rule_id, evidence in rows]
+    return score(alerts, {r.id: r.patterns for r in pack.rules}, labels)
+
+
+def summary_lines(result: RunResult, db: Path) -> list[str]:
+    s = result.stats
+    lines = [
+        f"events {s.events:,} in {result.seconds:.1f}s ({result.events_per_second:,.0f}/s), "
+        f"pack {result.pack.id} {result.pack.version}",
+        f"alerts {sum(s.by_rule.values()):,} raised, {s.alerts_new:,} new in {db}",
+    ]
+    lines += [f"  {rule}: {n:,}" for rule, n in sorted(s.by_rule.items())]
+    lines.append(f"dead letters {sum(s.by_reason.values()):,} ({s.dead_new:,} new)")
+    lines += [f"  {reason}: {n:,}" for reason, n in s.by_reason.most_common()]
+    return lines
+
+
+def score_lines(scores: list[Score]) -> list[str]:
+    lines = [f"{'pattern':34} {'labels':>6} {'found':>6} {'recall':>7} {'alerts':>7} {'precision':>9}"]
+    for sc in scores:
+        name = sc.pattern if sc.hops is None else f"  {sc.hops} hop(s)"
+        precision = f"{sc.precision:9.2f}" if sc.hops is None else " " * 9
+        alerts = f"{sc.alerts:7d}" if sc.hops is None else " " * 7
+        lines.append(f"{name:34} {sc.labels:6d} {sc.found:6d} {sc.recall:7.2f} {alerts} {precision}")
+    return lines

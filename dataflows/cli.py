@@ -1,0 +1,137 @@
+"""The `fundwatch` command."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+
+import click
+
+from dataflows import app
+from dataflows.logs import configure
+
+DB = click.option("--db", type=click.Path(path_type=Path), default=app.DEFAULT_DB, show_default=True,
+                  envvar="FUNDWATCH_DB", help="DuckDB alert store.")
+RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True), default=app.DEFAULT_RULES,
+                     show_default=True, envvar="FUNDWATCH_RULES", help="Rule pack directory.")
+
+
+@click.group()
+@click.option("--log-level", default="info", envvar="FUNDWATCH_LOG_LEVEL", show_default=True)
+def main(log_level: str) -> None:
+    """fundwatch: streaming fund-flow surveillance for post-loan management."""
+    configure(log_level)
+
+
+@main.command()
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--borrowers", type=click.IntRange(min=10), default=2000, show_default=True)
+@click.option("--days", type=click.IntRange(min=7), default=90, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-01-01", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -> None:
+    """Write a simulated bank (reference data, streams, labels) as Parquet files."""
+    from connectors.simbank import simulate as sim
+
+    summary = sim(seed, borrowers, days, out, start=start.date())
+    click.echo(json.dumps(_jsonable(summary), indent=2, default=str))
+
+
+@main.command()
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Simulated days to feed, then stop. Without it, runs until stopped.")
+@click.option("--speed", type=float, default=86400.0, show_default=True,
+              help="Simulated seconds per wall-clock second (86400: a day a second).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--borrowers", type=click.IntRange(min=10), default=300, show_default=True)
+@DB
+@RULES
+def run(days: int | None, speed: float, seed: int, borrowers: int, db: Path, rules: Path) -> None:
+    """Run the engine on the built-in simulated bank as a live feed."""
+    from connectors.files import PacedSource, stream_files
+    from connectors.simbank import simulate as sim
+
+    start = date(2026, 1, 1)
+    horizon = days or 365
+    data = Path(".fundwatch") / f"sim-s{seed}-b{borrowers}-d{horizon}"
+    if not (data / "manifest.json").exists():
+        click.echo(f"simulating {borrowers} borrowers over {horizon} days into {data} ...")
+        sim(seed, borrowers, horizon, data, start=start)
+    until = datetime.combine(start, time(), timezone.utc) + timedelta(days=horizon)
+    source = PacedSource(stream_files(data), speed, until)
+    try:
+        result = app.run_flow(source, data, db, rules, emit=click.echo)
+    except KeyboardInterrupt:
+        click.echo("stopped")
+        return
+    click.echo("")
+    for line in app.summary_lines(result, db):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="Directory with reference Parquet files and event files (transactions.*, sensors.*).")
+@click.option("--labels/--no-labels", default=True, help="Score against DATA/labels.parquet if present.")
+@click.option("--print-alerts", is_flag=True, help="Print every alert as it fires.")
+@DB
+@RULES
+def replay(data: Path, labels: bool, print_alerts: bool, db: Path, rules: Path) -> None:
+    """Replay event files through the same flow the daemon runs."""
+    from connectors.files import FileSource, stream_files
+
+    result = app.run_flow(FileSource(stream_files(data)), data, db, rules, emit=click.echo if print_alerts else None)
+    for line in app.summary_lines(result, db):
+        click.echo(line)
+    labels_path = data / "labels.parquet"
+    if labels and labels_path.exists():
+        click.echo("")
+        for line in app.score_lines(app.evaluate(db, result.pack, labels_path)):
+            click.echo(line)
+
+
+@main.group()
+def alerts() -> None:
+    """Read the alert store."""
+
+
+@alerts.command("list")
+@click.option("--rule")
+@click.option("--level", type=click.Choice(["low", "medium", "high", "critical"]))
+@click.option("--borrower")
+@click.option("--limit", type=int, default=50, show_default=True)
+@DB
+def alerts_list(rule: str | None, level: str | None, borrower: str | None, limit: int, db: Path) -> None:
+    """List alerts, oldest event first."""
+    from connectors.alert_store import AlertStore
+
+    store = AlertStore(db, read_only=True)
+    rows = store.alerts(rule=rule, level=level, borrower=borrower, limit=limit)
+    store.close()
+    for a in rows:
+        click.echo(f"{a['id']}  {a['event_time']:%Y-%m-%d %H:%M}  {a['level']:8} {a['score']:3d} "
+                   f"{a['rule_id']} {a['borrower_id']} {a['loan_id'] or '-'}  {a['summary']}")
+
+
+@alerts.command("show")
+@click.argument("alert_id")
+@DB
+def alerts_show(alert_id: str, db: Path) -> None:
+    """Show one alert (id or unique id prefix) with its evidence."""
+    from connectors.alert_store import AlertStore
+
+    store = AlertStore(db, read_only=True)
+    alert = store.alert(alert_id)
+    store.close()
+    if alert is None:
+        raise click.ClickException(f"no single alert with id {alert_id!r}")
+    for key in ("evidence", "model_versions"):
+        alert[key] = json.loads(alert[key]) if alert[key] else None
+    click.echo(json.dumps(alert, indent=2, default=str))
+
+
+def _jsonable(obj):
+    import msgspec
+
+    return msgspec.to_builtins(obj) if not isinstance(obj, dict) else obj

@@ -1,0 +1,48 @@
+"""The one fundwatch dataflow. The daemon, the embedded demo and backtests all
+build it here; only the source, the clock and the sinks differ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from functools import partial
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
+
+from engine.batch import Batch, Raw
+from engine.context import enrich_batch
+from engine.decode import decode
+from engine.detect import Detector
+from engine.records import Alert
+from engine.reference import Reference
+from engine.rules.pack import Pack
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_flow(
+    source: Source[list[Raw]],
+    reference: Reference,
+    pack: Callable[[], Pack],
+    sinks: list[Sink[Batch[Alert]]],
+    clock: Callable[[], datetime] = utc_now,
+) -> Dataflow:
+    """raw batches -> decode -> enrich -> detect -> sinks (dead letters ride along in each batch)."""
+    flow = Dataflow("fundwatch")
+    raw = op.input("input", flow, source)
+    decoded = op.map("decode", raw, decode)
+    enriched = op.map("enrich", decoded, partial(enrich_batch, ref=reference))
+    detected = op.map("detect", enriched, Detector(pack, clock).run)
+    for i, sink in enumerate(sinks):
+        if isinstance(sink, FixedPartitionedSink):
+            # partitioned sinks take (key, item); the store has one partition
+            op.output(f"out_{i}", op.key_on(f"key_{i}", detected, lambda _: "all"), sink)
+        else:
+            assert isinstance(sink, DynamicSink)
+            op.output(f"out_{i}", detected, sink)
+    return flow

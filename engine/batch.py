@@ -1,0 +1,54 @@
+"""What moves between the flow's stages: batches, never single events.
+
+A Batch carries the stage's output items and the dead letters gathered so far,
+so one stream flows from decode to the sinks and nothing bad is dropped on the way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from engine.records import DeadLetter
+
+T = TypeVar("T")
+MAX_PAYLOAD = 4096  # characters of a bad record kept in its dead letter
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """One inbound record before decoding, with where it came from."""
+
+    stream: str  # transactions | sensors | ...
+    source: str  # file path or topic
+    position: str  # row, line or partition:offset
+    payload: bytes | dict[str, Any]  # JSON bytes (Kafka, NDJSON) or a row (Parquet, CSV)
+    text_values: bool = False  # CSV: every value is text, so numbers and dates are parsed
+
+
+@dataclass(slots=True)
+class Batch(Generic[T]):
+    items: list[T] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    seen: int = 0  # raw records that entered the flow in this batch
+
+
+def dead_letter(raw: Raw, reason: str) -> DeadLetter:
+    key = f"{raw.stream}\x1f{raw.source}\x1f{raw.position}"
+    return DeadLetter(
+        id=hashlib.sha256(key.encode()).hexdigest()[:24],
+        stream=raw.stream,
+        source=raw.source,
+        position=raw.position,
+        reason=reason,
+        payload=_text(raw.payload)[:MAX_PAYLOAD],
+    )
+
+
+def _text(payload: bytes | dict) -> str:
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", errors="replace")
+    return msgspec.json.encode(payload, enc_hook=str).decode()

@@ -1,0 +1,112 @@
+"""What a transaction rule sees: the event plus its loan, borrower and counterparty.
+
+Enrichment is the one place that decides whose money moves: the payer if it
+is a borrower (an outflow), else the payee (an inflow).  A reference to an
+unknown account or loan is an invalid event, reported as a dead letter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from msgspec import Struct
+
+from engine.batch import Batch, Raw, dead_letter
+from engine.records import Channel, Loan, Party, Record, SensorReading, Transaction
+from engine.reference import Reference
+
+
+class TxView(Struct, frozen=True, kw_only=True):
+    # the event
+    id: str
+    ts: datetime
+    amount: float
+    currency: str
+    channel: Channel
+    mcc: str | None
+    memo: str
+    from_account: str
+    to_account: str
+    # context
+    direction: Literal["out", "in"]
+    borrower: Party  # the party whose behaviour this event tells about
+    counterparty: Party
+    loan: Loan | None
+    funded_by_loan: bool  # paid out of the loan's disbursement account
+    days_since_disbursement: int | None
+    share_of_principal: float | None
+    counterparty_contracted: bool  # a contracted payee of the loan
+    counterparty_related: bool  # a declared related party of the borrower
+    counterparty_known: bool  # contracted, related or a declared supply-chain partner
+
+
+class UnknownReference(ValueError):
+    """The event names an account or loan the reference data does not have."""
+
+
+def enrich(tx: Transaction, ref: Reference) -> TxView:
+    payer = ref.party_of(tx.from_account)
+    payee = ref.party_of(tx.to_account)
+    if payer is None:
+        raise UnknownReference(f"$.from_account: unknown account {tx.from_account!r}")
+    if payee is None:
+        raise UnknownReference(f"$.to_account: unknown account {tx.to_account!r}")
+    if tx.loan_id is not None and tx.loan_id not in ref.loans:
+        raise UnknownReference(f"$.loan_id: unknown loan {tx.loan_id!r}")
+
+    disbursing = ref.loan_by_account.get(tx.from_account)
+    funded = disbursing is not None and tx.channel != "disbursement"
+    if funded or ref.is_borrower(payer.id):
+        direction, borrower, counterparty = "out", payer, payee
+    else:
+        direction, borrower, counterparty = "in", payee, payer
+
+    loan = disbursing if funded else _loan_context(tx, borrower.id, ref)
+    days = share = None
+    if loan is not None:
+        days = (tx.ts - loan.disbursed_at).days
+        share = tx.amount / loan.principal
+    contracted = loan is not None and counterparty.id in loan.contracted_payees
+    related = counterparty.id in ref.related.get(borrower.id, ())
+    known = contracted or related or counterparty.id in ref.known.get(borrower.id, ())
+    return TxView(
+        id=tx.id, ts=tx.ts, amount=tx.amount, currency=tx.currency, channel=tx.channel,
+        mcc=tx.mcc, memo=tx.memo, from_account=tx.from_account, to_account=tx.to_account,
+        direction=direction, borrower=borrower, counterparty=counterparty, loan=loan,
+        funded_by_loan=funded, days_since_disbursement=days, share_of_principal=share,
+        counterparty_contracted=contracted, counterparty_related=related, counterparty_known=known,
+    )
+
+
+def _loan_context(tx: Transaction, borrower_id: str, ref: Reference) -> Loan | None:
+    """The loan named on the event, else the borrower's latest loan disbursed by then."""
+    if tx.loan_id is not None:
+        return ref.loans[tx.loan_id]
+    latest = None
+    for loan in ref.loans_by_borrower.get(borrower_id, ()):
+        if loan.disbursed_at > tx.ts:
+            break
+        latest = loan
+    return latest
+
+
+def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[TxView | SensorReading]:
+    """Stage 2: attach context; events naming unknown reference data become dead letters."""
+    out: Batch[TxView | SensorReading] = Batch(dead=batch.dead, seen=batch.seen)
+    for raw, record in batch.items:
+        try:
+            if isinstance(record, Transaction):
+                out.items.append(enrich(record, ref))
+            elif record.borrower_id not in ref.parties:
+                raise UnknownReference(f"$.borrower_id: unknown party {record.borrower_id!r}")
+            else:
+                out.items.append(record)
+        except UnknownReference as e:
+            out.dead.append(dead_letter(raw, f"invalid: {e}"))
+    return out
+
+
+def entity_of(item: TxView | SensorReading) -> str:
+    """The borrower an event belongs to: the key of all per-entity state."""
+    return item.borrower.id if isinstance(item, TxView) else item.borrower_id

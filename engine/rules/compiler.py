@@ -1,0 +1,306 @@
+"""Compile one validated rule file into fast predicates over the rule's view.
+
+Stages, as in pySigma: the source is parsed with positions (source.py),
+validated against the rule types (spec.py), then every selection entry is
+resolved against the record schema and turned into a closure.  All problems
+of a file are collected, each at `file:line:col`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import msgspec
+
+from engine.context import TxView
+from engine.rules import condition as cond
+from engine.rules.errors import Problem, RuleError
+from engine.rules.fields import Field, UnknownField, resolve
+from engine.rules.source import Located
+from engine.rules.spec import RuleSpec
+
+VIEWS: dict[str, type] = {"transactions": TxView}
+MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists")
+_NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
+_STR_OPS = {"startswith", "re"}
+
+Predicate = Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A rule held on one event: what held and the values it read (for evidence)."""
+
+    conditions: list[str]
+    values: dict[str, Any]
+    summary: str
+
+
+@dataclass
+class CompiledRule:
+    spec: RuleSpec
+    file: str
+    applies: Predicate
+    selections: dict[str, Predicate]
+    condition: Predicate
+    exceptions: list[tuple[str, Predicate]]
+    fields: list[Field]
+    summary: Callable[[Any], str]
+    patterns: tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def stream(self) -> str:
+        return self.spec.applies_to.stream
+
+    def evaluate(self, view: Any) -> Match | None:
+        if not (self.applies(view) and self.condition(view)):
+            return None
+        if any(pred(view) for _, pred in self.exceptions):
+            return None
+        held = [name for name, pred in self.selections.items() if pred(view)]
+        values = {f.path: _plain(f.get(view)) for f in self.fields}
+        return Match(held, values, self.summary(view))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, float):
+        return round(value, 4)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() else f"{value:.2f}"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return "-" if value is None else str(value)
+
+
+# --- msgspec errors to positions -------------------------------------------
+
+_AT = re.compile(r" - at `\$(.*)`$")
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_UNKNOWN = re.compile(r"Object contains unknown field `([^`]+)`")
+
+
+def schema_problem(loc: Located, err: msgspec.ValidationError, rule_id: str | None = None) -> Problem:
+    text = str(err)
+    m = _AT.search(text)
+    path: tuple = ()
+    if m:
+        path = tuple(int(i) if i else k for k, i in _SEGMENT.findall(m.group(1)))
+        text = text[: m.start()]
+    unknown = _UNKNOWN.match(text)
+    if unknown:
+        return loc.key_problem((*path, unknown.group(1)), f"unknown key '{unknown.group(1)}'", rule_id)
+    return loc.problem(path, f"{text[0].lower()}{text[1:]} (at '{'.'.join(map(str, path)) or 'top level'}')", rule_id)
+
+
+# --- compile ----------------------------------------------------------------
+
+
+def compile_rule(loc: Located, lists: dict[str, list]) -> CompiledRule:
+    rule_id = loc.data.get("id") if isinstance(loc.data, dict) else None
+    try:
+        spec = msgspec.convert(loc.data, RuleSpec)
+    except msgspec.ValidationError as e:
+        raise RuleError([schema_problem(loc, e, rule_id)]) from None
+    c = _Compiler(loc, lists, spec, VIEWS[spec.applies_to.stream])
+    rule = c.build()
+    if c.problems:
+        raise RuleError(c.problems)
+    return rule
+
+
+class _Compiler:
+    def __init__(self, loc: Located, lists: dict[str, list], spec: RuleSpec, view: type):
+        self.loc, self.lists, self.spec, self.view = loc, lists, spec, view
+        self.problems: list[Problem] = []
+        self.read: dict[str, Field] = {}
+
+    def fail(self, path: tuple, message: str, key: bool = False) -> None:
+        make = self.loc.key_problem if key else self.loc.problem
+        self.problems.append(make(path, message, self.spec.id))
+
+    def build(self) -> CompiledRule:
+        spec = self.spec
+        applies = self.selection(("applies_to", "where"), spec.applies_to.where)
+        detection = dict(spec.detection)
+        text = detection.pop("condition", None)
+        selections = {}
+        for name, body in detection.items():
+            if not isinstance(body, dict) or not body:
+                self.fail(("detection", name), f"selection '{name}' must be a mapping of field tests")
+                continue
+            selections[name] = self.selection(("detection", name), body)
+        if isinstance(text, str):
+            condition = self.condition(text, selections)
+        else:
+            self.fail(("detection",), "detection needs a 'condition' (text)")
+            condition = lambda v: False  # noqa: E731 - never used: the rule fails to load
+        exceptions = [
+            (ex.name, self.selection(("exceptions", i, "where"), ex.where)) for i, ex in enumerate(spec.exceptions)
+        ]
+        summary = self.template(spec.output.summary)
+        patterns = tuple(t.removeprefix("pattern.") for t in spec.tags if t.startswith("pattern."))
+        return CompiledRule(
+            spec, self.loc.file, applies, selections, condition, exceptions,
+            list(self.read.values()), summary, patterns,
+        )
+
+    def condition(self, text: str, selections: dict[str, Predicate]) -> Predicate:
+        try:
+            tree = cond.parse(text, list(selections))
+        except cond.ConditionError as e:
+            line, col = self.loc.where(("detection", "condition"))
+            self.problems.append(Problem(self.loc.file, line, col + e.offset, str(e), self.spec.id))
+            return lambda v: False
+        unused = sorted(set(selections) - cond.names(tree))
+        for name in unused:
+            self.fail(("detection", name), f"selection '{name}' is not used in the condition", key=True)
+        return _combine(tree, selections)
+
+    def selection(self, path: tuple, body: dict[str, Any]) -> Predicate:
+        preds = [self.entry((*path, key), key, value) for key, value in body.items()]
+        preds = [p for p in preds if p is not None]
+        if not preds:
+            return lambda v: True
+        if len(preds) == 1:
+            return preds[0]
+        return lambda v: all(p(v) for p in preds)
+
+    def entry(self, path: tuple, key: str, value: Any) -> Predicate | None:
+        field_path, *mods = key.split("|")
+        try:
+            f = resolve(self.view, field_path)
+        except UnknownField as e:
+            self.fail(path, str(e), key=True)
+            return None
+        self.read.setdefault(f.path, f)
+        if len(mods) > 1:
+            self.fail(path, f"'{key}': one modifier per test", key=True)
+            return None
+        mod = mods[0] if mods else ("in" if isinstance(value, list) else "eq")
+        if mod not in MODIFIERS:
+            hint = difflib.get_close_matches(mod, MODIFIERS, n=1)
+            self.fail(path, f"unknown modifier '{mod}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""), key=True)
+            return None
+        value = self.deref(path, value)
+        if value is None and mod != "exists":
+            return None
+        error = _check(f, mod, value)
+        if error:
+            self.fail(path, f"'{key}': {error}")
+            return None
+        return _predicate(f, mod, value)
+
+    def deref(self, path: tuple, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("$list:"):
+            name = value.removeprefix("$list:")
+            if name not in self.lists:
+                hint = difflib.get_close_matches(name, self.lists, n=1)
+                self.fail(path, f"unknown list '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+                return None
+            return list(self.lists[name])
+        return value
+
+    def template(self, text: str) -> Callable[[Any], str]:
+        parts: list[str | Field] = []
+        pos = 0
+        for m in re.finditer(r"\{([^{}]+)\}", text):
+            parts.append(text[pos : m.start()])
+            try:
+                parts.append(resolve(self.view, m.group(1)))
+            except UnknownField as e:
+                self.fail(("output", "summary"), f"summary: {e}")
+            pos = m.end()
+        parts.append(text[pos:])
+        return lambda v: "".join(p if isinstance(p, str) else format_value(p.get(v)) for p in parts)
+
+
+def _check(f: Field, mod: str, value: Any) -> str | None:
+    """Why `value` cannot be tested against field `f` with `mod`, if it cannot."""
+    values = value if isinstance(value, list) else [value]
+    if mod == "exists":
+        return None if isinstance(value, bool) else "exists takes true or false"
+    if mod == "in" and not isinstance(value, list):
+        return "in takes a list"
+    if mod == "between" and (not isinstance(value, list) or len(value) != 2):
+        return "between takes [low, high]"
+    if mod in ("eq", "gt", "gte", "lt", "lte") and isinstance(value, list):
+        return f"{mod} takes one value"
+    if f.kind in ("struct", "datetime", "date", "any"):
+        return f"field '{f.path}' ({f.kind}) cannot be compared; test one of its fields"
+    if mod == "contains":
+        return None if f.kind in ("str", "list") and not isinstance(value, list) else "contains takes one value on a text or list field"
+    if mod in _NUMBER_OPS and f.kind != "number":
+        return f"{mod} needs a number field, '{f.path}' is {f.kind}"
+    if mod in _STR_OPS and f.kind != "str":
+        return f"{mod} needs a text field, '{f.path}' is {f.kind}"
+    want = {"number": (int, float), "str": str, "bool": bool, "list": str}[f.kind]
+    for v in values:
+        if isinstance(v, bool) and f.kind != "bool" or not isinstance(v, want):
+            return f"expected {f.kind} value(s) for '{f.path}', got {v!r}"
+    if f.choices and mod in ("eq", "in"):
+        for v in values:
+            if v not in f.choices:
+                hint = difflib.get_close_matches(v, f.choices, n=1)
+                return f"{v!r} is not a valid {f.path}" + (f" (did you mean '{hint[0]}'?)" if hint else f"; one of {', '.join(f.choices)}")
+    if mod == "re":
+        for v in values:
+            try:
+                re.compile(v)
+            except re.error as e:
+                return f"bad regular expression {v!r}: {e}"
+    return None
+
+
+def _predicate(f: Field, mod: str, value: Any) -> Predicate:
+    get = f.get
+    if mod == "exists":
+        return (lambda v: get(v) is not None) if value else (lambda v: get(v) is None)
+    if mod == "eq":
+        return lambda v: get(v) == value
+    if mod == "in":
+        members = frozenset(value)
+        return lambda v: get(v) in members
+    if mod == "between":
+        low, high = value
+        return lambda v: (x := get(v)) is not None and low <= x <= high
+    if mod == "startswith":
+        prefixes = tuple(value) if isinstance(value, list) else value
+        return lambda v: (x := get(v)) is not None and x.startswith(prefixes)
+    if mod == "contains":
+        return lambda v: (x := get(v)) is not None and value in x
+    if mod == "re":
+        pattern = re.compile("|".join(value) if isinstance(value, list) else value)
+        return lambda v: (x := get(v)) is not None and pattern.search(x) is not None
+    compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[mod]
+    bound = float(value)
+    return lambda v: (x := get(v)) is not None and compare(float(x), bound)
+
+
+def _combine(node: cond.Node, selections: dict[str, Predicate]) -> Predicate:
+    op = node[0]
+    if op == "sel":
+        return selections[node[1]]
+    if op == "not":
+        inner = _combine(node[1], selections)
+        return lambda v: not inner(v)
+    parts = [_combine(n, selections) for n in node[1]]
+    if op == "and":
+        return lambda v: all(p(v) for p in parts)
+    return lambda v: any(p(v) for p in parts)

@@ -1,0 +1,95 @@
+"""A rule pack: `pack.yaml` (id, version, list files) plus one rule per file.
+
+Loading is all or nothing: every problem in every file is collected and the
+pack is refused if there is any, so a daemon keeps the pack it already has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from engine.rules import source
+from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
+from engine.rules.errors import Problem, RuleError
+from engine.rules.spec import ListSpec, PackSpec
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    version: str
+    path: str
+    rules: tuple[CompiledRule, ...]
+    lists: dict[str, list]
+    digest: str  # content hash of every file: tells a reload whether anything changed
+
+    def for_stream(self, stream: str) -> tuple[CompiledRule, ...]:
+        return tuple(r for r in self.rules if r.stream == stream)
+
+
+def pack_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*.yaml") if p.name != "pack.yaml")
+
+
+def load_pack(root: Path) -> Pack:
+    root = Path(root)
+    problems: list[Problem] = []
+    digest = hashlib.sha256()
+    meta_path = root / "pack.yaml"
+    if not meta_path.is_file():
+        raise RuleError([Problem(str(meta_path), 1, 1, "missing pack.yaml")])
+    meta_loc = source.load(meta_path)
+    digest.update(meta_path.read_bytes())
+    try:
+        meta = msgspec.convert(meta_loc.data, PackSpec)
+    except msgspec.ValidationError as e:
+        raise RuleError([schema_problem(meta_loc, e)]) from None
+
+    lists: dict[str, list] = {}
+    for i, rel in enumerate(meta.lists):
+        list_path = (root / rel).resolve()
+        if not list_path.is_file():
+            problems.append(meta_loc.problem(("lists", i), f"list file not found: {rel}"))
+            continue
+        digest.update(list_path.read_bytes())
+        try:
+            loc = source.load(list_path, str(root / rel))
+            for name, body in loc.data.items():
+                try:
+                    lists[name] = msgspec.convert(body, ListSpec).items
+                except msgspec.ValidationError as e:
+                    problems.append(schema_problem(loc, _nest(e, name)))
+        except RuleError as e:
+            problems.extend(e.problems)
+
+    rules: list[CompiledRule] = []
+    seen: dict[str, str] = {}
+    for path in pack_files(root):
+        digest.update(path.name.encode() + path.read_bytes())
+        try:
+            loc = source.load(path)
+            rule = compile_rule(loc, lists)
+        except RuleError as e:
+            problems.extend(e.problems)
+            continue
+        if rule.id in seen:
+            problems.append(loc.problem(("id",), f"duplicate rule id {rule.id} (also in {seen[rule.id]})", rule.id))
+        elif path.stem != rule.id:
+            problems.append(loc.problem(("id",), f"rule {rule.id} must be in a file named {rule.id}.yaml", rule.id))
+        seen.setdefault(rule.id, str(path))
+        rules.append(rule)
+    if problems:
+        raise RuleError(problems)
+    return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest())
+
+
+def _nest(err: msgspec.ValidationError, name: str) -> msgspec.ValidationError:
+    """Prefix a list's validation error path with the list's name."""
+    text = str(err)
+    if " - at `$" in text:
+        return msgspec.ValidationError(text.replace(" - at `$", f" - at `$.{name}", 1))
+    return msgspec.ValidationError(f"{text} - at `$.{name}`")
