@@ -27,6 +27,7 @@ def test_each_rule_fires_on_its_cases_and_nowhere_else(tmp_path):
     expected = {t.id: rules for t, rules in tinybank.CASES if rules}
     assert got == expected
     assert result.stats.events == len(tinybank.CASES)
+    assert store.dead_letters() == []
     assert len(fired) == sum(len(r) for r in expected.values())
 
 

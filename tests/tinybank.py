@@ -52,8 +52,8 @@ def tx(tid: str, days: float, frm: str, to: str, amount: float, channel: str = "
 # (transaction, rules expected to fire on it)
 CASES: list[tuple[Transaction, set[str]]] = [
     (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), set()),
-    (tx("t-contract", 1, "D1", "S1", 600_000), set()),  # large, but to the contracted payee
-    (tx("t-partner", 2, "D1", "S2", 320_000), set()),  # large, to a declared supply-chain partner
+    (tx("t-contract", 1, "D1", "A-S1", 600_000), set()),  # large, but to the contracted payee
+    (tx("t-partner", 2, "D1", "A-S2", 320_000), set()),  # large, to a declared supply-chain partner
     (tx("t-property", 3, "D1", "A-BAD", 40_000), {"PV-001"}),
     (tx("t-broker-big", 4, "D1", "A-SEC", 350_000), {"PV-001", "LO-001"}),
     (tx("t-new-big", 5, "D1", "A-N1", 300_000), {"LO-001"}),

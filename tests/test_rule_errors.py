@@ -1,0 +1,84 @@
+"""A broken rule file is reported at file:line:col, and the pack is refused whole."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.rules.errors import RuleError
+from engine.rules.pack import load_pack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def pack(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "rules" / "post_loan", tmp_path / "post_loan")
+    shutil.copytree(ROOT / "rules" / "lists", tmp_path / "lists")
+    return tmp_path / "post_loan"
+
+
+def problems(pack: Path) -> list[str]:
+    with pytest.raises(RuleError) as err:
+        load_pack(pack)
+    return [str(p).replace(str(pack) + "/", "") for p in err.value.problems]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_default_pack_loads():
+    pack = load_pack(ROOT / "rules" / "post_loan")
+    assert {r.id for r in pack.rules} >= {"PV-001", "LO-001", "CO-001"}
+
+
+@pytest.mark.parametrize(
+    "file, old, new, expected",
+    [
+        ("PV-001.yaml", "counterparty.sector|in", "counterparty.sectr|in",
+         "PV-001.yaml:20:16: unknown field 'sectr' in 'counterparty' (did you mean 'sector'?) [PV-001]"),
+        ("CO-001.yaml", "amount|gte", "amout|gte",
+         "CO-001.yaml:17:17: unknown field 'amout' (did you mean 'amount'?) [CO-001]"),
+        ("CO-001.yaml", "amount|gte", "amount|gtee",
+         "CO-001.yaml:17:17: unknown modifier 'gtee' (did you mean 'gte'?) [CO-001]"),
+        ("CO-001.yaml", "channel: cash}", "channel: cashh}",
+         "CO-001.yaml:16:19: 'channel': 'cashh' is not a valid channel (did you mean 'cash'?) [CO-001]"),
+        ("CO-001.yaml", "amount|gte: 50000", "amount|gte: fifty",
+         "CO-001.yaml:17:29: 'amount|gte': expected number value(s) for 'amount', got 'fifty' [CO-001]"),
+        ("PV-001.yaml", "funded and prohibited and early", "funded and (prohibited or early",
+         "PV-001.yaml:22:45: condition ends too early [PV-001]"),
+        ("PV-001.yaml", "funded and prohibited and early", "funded and prohibted and early",
+         "PV-001.yaml:22:25: unknown selection 'prohibted' (did you mean 'prohibited'?) [PV-001]"),
+        ("PV-001.yaml", "$list:prohibited_sectors", "$list:prohibited_sector",
+         "PV-001.yaml:20:40: unknown list 'prohibited_sector' (did you mean 'prohibited_sectors'?) [PV-001]"),
+        ("LO-001.yaml", "version: 1\n", "version: one\n",
+         "LO-001.yaml:3:10: expected `int`, got `str` (at 'version') [LO-001]"),
+        ("LO-001.yaml", "severity: high", "severity: hihg",
+         "LO-001.yaml:5:11: invalid enum value 'hihg' (at 'severity') [LO-001]"),
+        ("LO-001.yaml", "owner: risk-policy", "ownr: risk-policy",
+         "LO-001.yaml:8:1: unknown key 'ownr' [LO-001]"),
+        ("LO-001.yaml", "id: LO-001", "id: CO-001",
+         "LO-001.yaml:1:5: duplicate rule id CO-001 (also in"),
+    ],
+)
+def test_problem_is_reported_at_its_place(pack, file, old, new, expected):
+    edit(pack / file, old, new)
+    found = problems(pack)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_of_every_file_is_collected(pack):
+    edit(pack / "PV-001.yaml", "counterparty.sector|in", "counterparty.sectr|in")
+    edit(pack / "CO-001.yaml", "amount|gte", "amount|gtee")
+    assert len(problems(pack)) == 2
+
+
+def test_yaml_syntax_error_points_at_the_line(pack):
+    edit(pack / "CO-001.yaml", "  cash: {channel: cash}", "  cash: {channel: cash")
+    (problem,) = problems(pack)
+    assert problem.startswith("CO-001.yaml:17:") and "invalid YAML" in problem
