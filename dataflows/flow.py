@@ -3,6 +3,7 @@ build it here; only the source, the clock and the sinks differ."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from datetime import datetime, timezone
 from functools import partial
@@ -10,12 +11,13 @@ from functools import partial
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 
 from engine.batch import Batch, Raw
 from engine.context import enrich_batch
 from engine.decode import decode
-from engine.detect import Detector
+from engine.detect import Detector, split_by_shard
 from engine.records import Alert
 from engine.reference import Reference
 from engine.rules.pack import Pack
@@ -23,6 +25,20 @@ from engine.rules.pack import Pack
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _DetectLogic(StatefulBatchLogic[Batch, Batch, dict]):
+    """One shard's detection state, snapshotted for recovery."""
+
+    def __init__(self, detector: Detector, resume: dict | None):
+        self.detector = detector
+        self.state: dict = resume or {}
+
+    def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
+        return [self.detector.run(b, self.state) for b in values], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> dict:
+        return copy.deepcopy(self.state)
 
 
 def build_flow(
@@ -37,7 +53,9 @@ def build_flow(
     raw = op.input("input", flow, source)
     decoded = op.map("decode", raw, decode)
     enriched = op.map("enrich", decoded, partial(enrich_batch, ref=reference))
-    detected = op.map("detect", enriched, Detector(pack, clock).run)
+    detector = Detector(pack, clock)
+    sharded = op.flat_map("shard", enriched, split_by_shard)
+    detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector)))
     for i, sink in enumerate(sinks):
         if isinstance(sink, FixedPartitionedSink):
             # partitioned sinks take (key, item); the store has one partition
