@@ -21,7 +21,9 @@ from dataflows.flow import build_flow
 from engine.batch import Raw
 from engine.evaluate import Score, score
 from engine.records import Label
-from engine.rules.pack import Pack, load_pack
+from engine.rules.errors import RuleError
+from engine.rules.live import LivePack
+from engine.rules.pack import Pack
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "post_loan"
 DEFAULT_DB = Path("fundwatch.duckdb")
@@ -46,24 +48,33 @@ def run_flow(
     db: Path = DEFAULT_DB,
     rules: Path = DEFAULT_RULES,
     emit: Callable[[str], None] | None = None,
+    reload_interval: float = 1.0,
 ) -> RunResult:
-    pack = load_pack(rules)
     reference = load_reference(reference_dir)
+    live = LivePack(rules, reload_interval, on_load=_pack_loaded, on_error=_pack_refused)
     store = AlertStore(db)
+    pack = live.pack
     store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
     store.close()  # the flow's store sink is the one writer from here on
-    log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules))
     stats = RunStats()
     sinks = [StoreSink(db, stats)] + ([ConsoleSink(emit)] if emit else [])
-    flow = build_flow(source, reference, lambda: pack, sinks)
+    flow = build_flow(source, reference, live.current, sinks)
     started = time.perf_counter()
     cli_main(flow)
-    result = RunResult(pack, stats, time.perf_counter() - started)
+    result = RunResult(live.pack, stats, time.perf_counter() - started)
     log.info(
         "run_finished", events=stats.events, alerts_new=stats.alerts_new,
         dead_letters_new=stats.dead_new, seconds=round(result.seconds, 2),
     )
     return result
+
+
+def _pack_loaded(pack: Pack) -> None:
+    log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules), digest=pack.digest[:12])
+
+
+def _pack_refused(err: RuleError) -> None:
+    log.error("pack_refused", problems=[str(p) for p in err.problems], kept="previous pack")
 
 
 def evaluate(db: Path, pack: Pack, labels_path: Path) -> list[Score]:

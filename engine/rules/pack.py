@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import yaml
 
 from engine.rules import source
 from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
@@ -33,6 +34,28 @@ class Pack:
 
 def pack_files(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*.yaml") if p.name != "pack.yaml")
+
+
+def pack_fingerprint(root: Path) -> tuple:
+    """Cheap change detection (names, sizes, modification times) for hot reload."""
+    root = Path(root)
+    paths = [root / "pack.yaml", *pack_files(root), *_referenced_files(root)]
+    stats = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        stats.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(stats)
+
+
+def _referenced_files(root: Path) -> list[Path]:
+    try:
+        meta = yaml.safe_load((root / "pack.yaml").read_text()) or {}
+        return [root / rel for rel in meta.get("lists", [])]
+    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+        return []  # load_pack reports it properly
 
 
 def load_pack(root: Path) -> Pack:
