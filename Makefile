@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the embedded default: 60 simulated days of the simulated bank, about a minute
 	$(VENV)/bin/fundwatch run --days 60
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP)  ## the whole test suite: rule packs (lint, embedded tests), then pytest
+	$(VENV)/bin/fundwatch rules lint rules/
+	$(VENV)/bin/fundwatch rules test rules/
 	$(VENV)/bin/python -m pytest
 
 bench: $(STAMP)

@@ -10,6 +10,7 @@ import click
 
 from dataflows import app
 from dataflows.logs import configure
+from dataflows.rules_cli import rules
 
 DB = click.option("--db", type=click.Path(path_type=Path), default=app.DEFAULT_DB, show_default=True,
                   envvar="FUNDWATCH_DB", help="DuckDB alert store.")
@@ -22,6 +23,9 @@ RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True), de
 def main(log_level: str) -> None:
     """fundwatch: streaming fund-flow surveillance for post-loan management."""
     configure(log_level)
+
+
+main.add_command(rules)
 
 
 @main.command()

@@ -52,6 +52,7 @@ class CompiledRule:
     fields: list[Field]
     summary: Callable[[Any], str]
     patterns: tuple[str, ...] = field(default=())
+    version_at: tuple[int, int] = (1, 1)  # line, column of `version:` for lock problems
 
     @property
     def id(self) -> str:
@@ -156,9 +157,14 @@ class _Compiler:
         ]
         summary = self.template(spec.output.summary)
         patterns = tuple(t.removeprefix("pattern.") for t in spec.tags if t.startswith("pattern."))
+        fires = any(t.expect.alerts > 0 for t in spec.tests)
+        quiet = any(t.expect.alerts == 0 for t in spec.tests)
+        if not (fires and quiet):
+            missing = " and ".join(w for w, ok in (("one that fires", fires), ("one that does not", quiet)) if not ok)
+            self.fail(("tests",) if spec.tests else ("id",), f"rule needs embedded tests: {missing}")
         return CompiledRule(
             spec, self.loc.file, applies, selections, condition, exceptions,
-            list(self.read.values()), summary, patterns,
+            list(self.read.values()), summary, patterns, self.loc.where(("version",)),
         )
 
     def condition(self, text: str, selections: dict[str, Predicate]) -> Predicate:

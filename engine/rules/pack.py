@@ -27,6 +27,7 @@ class Pack:
     rules: tuple[CompiledRule, ...]
     lists: dict[str, list]
     digest: str  # content hash of every file: tells a reload whether anything changed
+    test_context: str | None = None
 
     def for_stream(self, stream: str) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.stream == stream)
@@ -53,7 +54,7 @@ def pack_fingerprint(root: Path) -> tuple:
 def _referenced_files(root: Path) -> list[Path]:
     try:
         meta = yaml.safe_load((root / "pack.yaml").read_text()) or {}
-        return [root / rel for rel in meta.get("lists", [])]
+        return [root / rel for rel in [*meta.get("lists", []), meta.get("test_context")] if rel]
     except (OSError, yaml.YAMLError, AttributeError, TypeError):
         return []  # load_pack reports it properly
 
@@ -107,7 +108,7 @@ def load_pack(root: Path) -> Pack:
         rules.append(rule)
     if problems:
         raise RuleError(problems)
-    return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest())
+    return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context)
 
 
 def _nest(err: msgspec.ValidationError, name: str) -> msgspec.ValidationError:

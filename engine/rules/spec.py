@@ -69,6 +69,7 @@ class PackSpec(Strict, kw_only=True):
     language: Literal[1] = 1
     description: str | None = None
     lists: list[str] = []  # list files, relative to pack.yaml
+    test_context: str | None = None  # reference records shared by the rules' embedded tests
 
 
 class ListSpec(Strict, kw_only=True):
