@@ -1,4 +1,4 @@
-"""What a transaction rule sees: the event plus its loan, borrower and counterparty.
+"""What a rule sees: the event plus its loan, borrower and counterparty (or pledge).
 
 Enrichment is the one place that decides whose money moves: the payer if it
 is a borrower (an outflow), else the payee (an inflow).  A reference to an
@@ -13,7 +13,7 @@ from typing import Literal
 from msgspec import Struct
 
 from engine.batch import Batch, Raw, dead_letter
-from engine.records import Channel, Loan, Party, Record, SensorReading, Transaction
+from engine.records import Channel, Loan, Party, Record, SensorKind, SensorReading, Transaction
 from engine.reference import Reference
 
 
@@ -39,6 +39,24 @@ class TxView(Struct, frozen=True, kw_only=True):
     counterparty_contracted: bool  # a contracted payee of the loan
     counterparty_related: bool  # a declared related party of the borrower
     counterparty_known: bool  # contracted, related or a declared supply-chain partner
+    self_transfer: bool  # between two accounts of the borrower
+
+
+class SensorView(Struct, frozen=True, kw_only=True):
+    id: str
+    ts: datetime
+    site_id: str
+    kind: SensorKind
+    value: float
+    unit: str
+    borrower: Party
+    loan: Loan | None  # the loan whose collateral sits at this site
+    pledged_quantity: float | None
+    pledge_cover: float | None  # inventory readings: value / pledged quantity
+    weekday: int  # 0 = Monday, for same-weekday baselines
+
+
+View = TxView | SensorView
 
 
 class UnknownReference(ValueError):
@@ -76,6 +94,23 @@ def enrich(tx: Transaction, ref: Reference) -> TxView:
         direction=direction, borrower=borrower, counterparty=counterparty, loan=loan,
         funded_by_loan=funded, days_since_disbursement=days, share_of_principal=share,
         counterparty_contracted=contracted, counterparty_related=related, counterparty_known=known,
+        self_transfer=counterparty.id == borrower.id,
+    )
+
+
+def enrich_reading(reading: SensorReading, ref: Reference) -> SensorView:
+    borrower = ref.parties.get(reading.borrower_id)
+    if borrower is None:
+        raise UnknownReference(f"$.borrower_id: unknown party {reading.borrower_id!r}")
+    loan, pledged = None, None
+    pledge = ref.collateral_at.get(reading.site_id)
+    if pledge is not None and pledge[0].borrower_id == borrower.id:
+        loan, pledged = pledge[0], pledge[1].pledged_quantity
+    cover = reading.value / pledged if pledged and reading.kind == "inventory" else None
+    return SensorView(
+        id=reading.id, ts=reading.ts, site_id=reading.site_id, kind=reading.kind, value=reading.value,
+        unit=reading.unit, borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
+        weekday=reading.ts.weekday(),
     )
 
 
@@ -91,22 +126,18 @@ def _loan_context(tx: Transaction, borrower_id: str, ref: Reference) -> Loan | N
     return latest
 
 
-def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[TxView | SensorReading]:
+def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[View]:
     """Stage 2: attach context; events naming unknown reference data become dead letters."""
-    out: Batch[TxView | SensorReading] = Batch(dead=batch.dead, seen=batch.seen)
+    out: Batch[View] = Batch(dead=batch.dead, seen=batch.seen)
     for raw, record in batch.items:
         try:
             if isinstance(record, Transaction):
                 out.items.append(enrich(record, ref))
-            elif record.borrower_id not in ref.parties:
-                raise UnknownReference(f"$.borrower_id: unknown party {record.borrower_id!r}")
             else:
-                out.items.append(record)
+                out.items.append(enrich_reading(record, ref))
         except UnknownReference as e:
             out.dead.append(dead_letter(raw, f"invalid: {e}"))
     return out
 
 
-def entity_of(item: TxView | SensorReading) -> str:
-    """The borrower an event belongs to: the key of all per-entity state."""
-    return item.borrower.id if isinstance(item, TxView) else item.borrower_id
+STREAM_OF: dict[type, str] = {TxView: "transactions", SensorView: "sensors"}

@@ -4,35 +4,39 @@ Detection is keyed by borrower so per-entity state (windows, baselines, absence
 timers) lives with one worker. Borrowers are bucketed into a fixed number of
 shards and a shard's events travel as one batch: keying single events would
 cost the stream engine's per-item overhead on every event.
+
+Time inside detection is event time only. The watermark (latest event time
+seen by this detector, less the allowed lateness) drives absence deadlines.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from engine.alerts import make_alert
+from engine.alerts import alert_id, make_alert
 from engine.batch import Batch
-from engine.context import TxView, entity_of
-from engine.records import Alert, SensorReading
+from engine.context import STREAM_OF, View
+from engine.records import Alert
+from engine.rules.compiler import CompiledRule
+from engine.rules.kinds import Hit
 from engine.rules.pack import Pack
 
 SHARDS = 64
-
-Enriched = TxView | SensorReading
+ALLOWED_LATENESS = timedelta(minutes=10)
 
 
 def shard_of(entity: str, shards: int = SHARDS) -> str:
     return str(zlib.crc32(entity.encode()) % shards)  # stable across processes, unlike hash()
 
 
-def split_by_shard(batch: Batch[Enriched], shards: int = SHARDS) -> list[tuple[str, Batch[Enriched]]]:
+def split_by_shard(batch: Batch[View], shards: int = SHARDS) -> list[tuple[str, Batch[View]]]:
     """One sub-batch per shard; dead letters and the input count ride on the first."""
-    groups: dict[str, Batch[Enriched]] = {}
+    groups: dict[str, Batch[View]] = {}
     for item in batch.items:
-        key = shard_of(entity_of(item), shards)
+        key = shard_of(item.borrower.id, shards)
         group = groups.get(key)
         if group is None:
             group = groups[key] = Batch()
@@ -50,18 +54,57 @@ class Detector:
     def __init__(self, current: Callable[[], Pack], clock: Callable[[], datetime]):
         self.current = current
         self.clock = clock
+        self._rules_of: tuple[Pack, dict[str, list[CompiledRule]]] | None = None
 
-    def run(self, batch: Batch[Enriched], state: dict[str, Any]) -> Batch[Alert]:
-        """Evaluate one shard's batch; `state` is that shard's per-entity state."""
+    def _by_stream(self, pack: Pack) -> dict[str, list[CompiledRule]]:
+        if self._rules_of is None or self._rules_of[0] is not pack:
+            by_stream: dict[str, list[CompiledRule]] = {s: [] for s in STREAM_OF.values()}
+            for rule in pack.rules:
+                for stream in rule.observes:
+                    by_stream[stream].append(rule)
+            self._rules_of = (pack, by_stream)
+        return self._rules_of[1]
+
+    def run(self, batch: Batch[View], state: dict[str, Any]) -> Batch[Alert]:
+        """Evaluate one shard's batch; `state` is that shard's state, kept by rule and version."""
         pack = self.current()
-        rules = pack.for_stream("transactions")
+        by_stream = self._by_stream(pack)
         out: Batch[Alert] = Batch(dead=batch.dead, seen=batch.seen)
         now = self.clock()
+        hits: list[tuple[CompiledRule, Hit]] = []
+        latest = state.get("_latest")
         for view in batch.items:
-            if not isinstance(view, TxView):
-                continue  # sensor rules arrive with the rule-language issue
-            for rule in rules:
-                match = rule.evaluate(view)
-                if match is not None:
-                    out.items.append(make_alert(rule, pack.version, view, match, now))
+            if latest is None or view.ts > latest:
+                latest = view.ts
+            for rule in by_stream[STREAM_OF[type(view)]]:
+                for hit in rule.kind.on_event(rule, view, _rule_state(state, rule)):
+                    hits.append((rule, hit))
+        if latest is not None:
+            state["_latest"] = latest
+            watermark = latest - ALLOWED_LATENESS
+            for rule in pack.rules:
+                for hit in rule.kind.on_watermark(rule, watermark, _rule_state(state, rule)):
+                    hits.append((rule, hit))
+        for rule, hit in hits:
+            out.items.append(make_alert(rule, pack.version, hit, now, _merged_id(rule, hit, state)))
         return out
+
+
+def _rule_state(state: dict, rule: CompiledRule) -> dict:
+    # a new version of a rule starts from empty state: its windows may mean something else
+    return state.setdefault(f"{rule.id}@{rule.spec.version}", {})
+
+
+def _merged_id(rule: CompiledRule, hit: Hit, state: dict) -> str | None:
+    """Within `suppress_for`, a repeat for the same rule and entity takes the first alert's id."""
+    window = rule.suppress_for
+    if window is None:
+        return None
+    entity = hit.loan_id or hit.borrower_id
+    slots = state.setdefault("_suppress", {})
+    first = slots.get((rule.id, entity))
+    if first is not None and hit.event_time < first[1]:
+        return first[0]
+    own = alert_id(rule.id, hit.key, hit.trigger)
+    slots[(rule.id, entity)] = (own, hit.event_time + window)
+    return own

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from engine.records import Account, Loan, Party, Record, Relation
+from engine.records import Account, Collateral, Loan, Party, Record, Relation
 
 # Relations that make a counterparty "related" to a borrower for round-trip
 # and hidden-party purposes. Guarantee and supply chain are business ties.
@@ -28,6 +28,7 @@ class Reference:
         self.loans_by_borrower: dict[str, list[Loan]] = defaultdict(list)
         self.related: dict[str, set[str]] = defaultdict(set)  # symmetric
         self.known: dict[str, set[str]] = defaultdict(set)  # supply-chain partners
+        self.collateral_at: dict[str, tuple[Loan, Collateral]] = {}  # sensor site -> pledge
 
     def add(self, record: Record) -> None:
         if isinstance(record, Party):
@@ -54,6 +55,9 @@ class Reference:
         by_borrower = self.loans_by_borrower[loan.borrower_id]
         by_borrower.append(loan)
         by_borrower.sort(key=lambda l: l.disbursed_at)
+        for pledge in loan.collateral:
+            if pledge.site_id is not None:
+                self.collateral_at[pledge.site_id] = (loan, pledge)
 
     def _add_relation(self, rel: Relation) -> None:
         self.relations[rel.id] = rel

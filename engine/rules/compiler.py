@@ -12,19 +12,20 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from engine.context import TxView
+from engine.context import SensorView, TxView
 from engine.rules import condition as cond
 from engine.rules.errors import Problem, RuleError
 from engine.rules.fields import Field, UnknownField, resolve
+from engine.rules.kinds import AbsenceKind, AggregateKind, BaselineKind, BaselineMeasures, Kind, MeasureSpec
 from engine.rules.source import Located
-from engine.rules.spec import RuleSpec
+from engine.rules.spec import RuleSpec, duration
 
-VIEWS: dict[str, type] = {"transactions": TxView}
+VIEWS: dict[str, type] = {"transactions": TxView, "sensors": SensorView}
 MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists")
 _NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
 _STR_OPS = {"startswith", "re"}
@@ -50,7 +51,8 @@ class CompiledRule:
     condition: Predicate
     exceptions: list[tuple[str, Predicate]]
     fields: list[Field]
-    summary: Callable[[Any], str]
+    summary: Callable[[Any, dict], str]  # (view, kind-specific values such as measures)
+    kind: Kind
     patterns: tuple[str, ...] = field(default=())
     version_at: tuple[int, int] = (1, 1)  # line, column of `version:` for lock problems
 
@@ -62,14 +64,27 @@ class CompiledRule:
     def stream(self) -> str:
         return self.spec.applies_to.stream
 
+    @property
+    def observes(self) -> set[str]:
+        """Streams whose events this rule must see (absence rules watch activity elsewhere)."""
+        extra = self.spec.absence.require_activity if self.spec.absence else None
+        return {self.stream, extra} - {None}
+
+    @property
+    def suppress_for(self) -> timedelta | None:
+        return duration(self.spec.output.suppress_for) if self.spec.output.suppress_for else None
+
+    def in_scope(self, view: Any) -> bool:
+        return (
+            self.applies(view) and self.condition(view) and not any(pred(view) for _, pred in self.exceptions)
+        )
+
     def evaluate(self, view: Any) -> Match | None:
-        if not (self.applies(view) and self.condition(view)):
-            return None
-        if any(pred(view) for _, pred in self.exceptions):
+        if not self.in_scope(view):
             return None
         held = [name for name, pred in self.selections.items() if pred(view)]
         values = {f.path: _plain(f.get(view)) for f in self.fields}
-        return Match(held, values, self.summary(view))
+        return Match(held, values, self.summary(view, {}))
 
 
 def _plain(value: Any) -> Any:
@@ -149,13 +164,16 @@ class _Compiler:
             selections[name] = self.selection(("detection", name), body)
         if isinstance(text, str):
             condition = self.condition(text, selections)
-        else:
-            self.fail(("detection",), "detection needs a 'condition' (text)")
+        elif selections:
+            self.fail(("detection",), "detection needs a 'condition' over its selections")
             condition = lambda v: False  # noqa: E731 - never used: the rule fails to load
+        else:
+            condition = lambda v: True  # noqa: E731 - no selections: every event in scope
         exceptions = [
             (ex.name, self.selection(("exceptions", i, "where"), ex.where)) for i, ex in enumerate(spec.exceptions)
         ]
-        summary = self.template(spec.output.summary)
+        kind, extras = self.kind()
+        summary = self.template(spec.output.summary, extras)
         patterns = tuple(t.removeprefix("pattern.") for t in spec.tags if t.startswith("pattern."))
         fires = any(t.expect.alerts > 0 for t in spec.tests)
         quiet = any(t.expect.alerts == 0 for t in spec.tests)
@@ -164,8 +182,68 @@ class _Compiler:
             self.fail(("tests",) if spec.tests else ("id",), f"rule needs embedded tests: {missing}")
         return CompiledRule(
             spec, self.loc.file, applies, selections, condition, exceptions,
-            list(self.read.values()), summary, patterns, self.loc.where(("version",)),
+            list(self.read.values()), summary, kind, patterns, self.loc.where(("version",)),
         )
+
+    def kind(self) -> tuple[Kind, set[str]]:
+        """The kind's evaluator and the extra names its summary may use."""
+        spec = self.spec
+        sections = {"aggregate": spec.aggregate, "absence": spec.absence, "baseline": spec.baseline}
+        for name, section in sections.items():
+            if section is not None and name != spec.kind:
+                self.fail((name,), f"a '{name}' section needs kind: {name} (this rule is kind: {spec.kind})", key=True)
+        if spec.kind != "match" and sections[spec.kind] is None:
+            self.fail(("kind",), f"kind {spec.kind} needs an '{spec.kind}' section")
+            return Kind(), set()
+        if spec.kind == "aggregate":
+            return self.aggregate(spec.aggregate), set(spec.aggregate.measures)
+        if spec.kind == "absence":
+            a = spec.absence
+            return AbsenceKind(
+                self.getter(("absence", "key"), a.key), self.selection(("absence", "start"), a.start),
+                self.selection(("absence", "expect"), a.expect), duration(a.within), a.recurring, a.require_activity,
+            ), set()
+        if spec.kind == "baseline":
+            b = spec.baseline
+            having = self.selection(("baseline", "having"), b.having, BaselineMeasures)
+            if b.min_history > b.history and b.compare == "rolling":
+                self.fail(("baseline", "min_history"), "min_history cannot exceed history")
+            return BaselineKind(
+                [self.getter(("baseline", "key", i), k) for i, k in enumerate(b.key)],
+                self.getter(("baseline", "value"), b.value), b.compare == "same_weekday",
+                b.history, b.min_history, having, b.sustained,
+            ), {"baseline", "ratio", "deviation"}
+        return Kind(), set()
+
+    def aggregate(self, agg) -> AggregateKind:
+        measures = []
+        for name, m in agg.measures.items():
+            path = ("aggregate", "measures", name)
+            chosen = [(fn, arg) for fn, arg in
+                      (("count", m.count or None), ("sum", m.sum), ("distinct", m.distinct), ("max", m.max), ("share", m.share))
+                      if arg]
+            if len(chosen) != 1:
+                self.fail(path, f"measure '{name}' needs exactly one of count, sum, distinct, max, share", key=True)
+                continue
+            fn, arg = chosen[0]
+            get = None if fn == "count" else self.getter((*path, fn), arg)
+            measures.append(MeasureSpec(name, fn, get, self.selection((*path, "where"), m.where)))
+        measure_type = msgspec.defstruct("Measures", [(name, float) for name in agg.measures], frozen=True)
+        having = self.selection(("aggregate", "having"), agg.having, measure_type)
+        window = agg.window
+        return AggregateKind(
+            self.getter(("aggregate", "key"), agg.key), duration(window.size), window.type == "tumbling",
+            measures, having, measure_type,
+        )
+
+    def getter(self, path: tuple, field_path: str) -> Callable[[Any], Any]:
+        try:
+            f = resolve(self.view, field_path)
+        except UnknownField as e:
+            self.fail(path, str(e))
+            return lambda v: None
+        self.read.setdefault(f.path, f)
+        return f.get
 
     def condition(self, text: str, selections: dict[str, Predicate]) -> Predicate:
         try:
@@ -179,8 +257,8 @@ class _Compiler:
             self.fail(("detection", name), f"selection '{name}' is not used in the condition", key=True)
         return _combine(tree, selections)
 
-    def selection(self, path: tuple, body: dict[str, Any]) -> Predicate:
-        preds = [self.entry((*path, key), key, value) for key, value in body.items()]
+    def selection(self, path: tuple, body: dict[str, Any], view: type | None = None) -> Predicate:
+        preds = [self.entry((*path, key), key, value, view or self.view) for key, value in body.items()]
         preds = [p for p in preds if p is not None]
         if not preds:
             return lambda v: True
@@ -188,14 +266,15 @@ class _Compiler:
             return preds[0]
         return lambda v: all(p(v) for p in preds)
 
-    def entry(self, path: tuple, key: str, value: Any) -> Predicate | None:
+    def entry(self, path: tuple, key: str, value: Any, view: type) -> Predicate | None:
         field_path, *mods = key.split("|")
         try:
-            f = resolve(self.view, field_path)
+            f = resolve(view, field_path)
         except UnknownField as e:
             self.fail(path, str(e), key=True)
             return None
-        self.read.setdefault(f.path, f)
+        if view is self.view:
+            self.read.setdefault(f.path, f)
         if len(mods) > 1:
             self.fail(path, f"'{key}': one modifier per test", key=True)
             return None
@@ -223,18 +302,26 @@ class _Compiler:
             return list(self.lists[name])
         return value
 
-    def template(self, text: str) -> Callable[[Any], str]:
-        parts: list[str | Field] = []
+    def template(self, text: str, extras: set[str]) -> Callable[[Any, dict], str]:
+        """`{field.path}` from the event, or `{name}` of a kind's value (a measure, the baseline)."""
+        parts: list[Callable[[Any, dict], str]] = []
         pos = 0
         for m in re.finditer(r"\{([^{}]+)\}", text):
-            parts.append(text[pos : m.start()])
-            try:
-                parts.append(resolve(self.view, m.group(1)))
-            except UnknownField as e:
-                self.fail(("output", "summary"), f"summary: {e}")
+            literal = text[pos : m.start()]
+            parts.append(lambda v, x, s=literal: s)
+            name = m.group(1)
+            if name in extras:
+                parts.append(lambda v, x, n=name: format_value(x.get(n)))
+            else:
+                try:
+                    get = resolve(self.view, name).get
+                    parts.append(lambda v, x, g=get: format_value(g(v)))
+                except UnknownField as e:
+                    self.fail(("output", "summary"), f"summary: {e}")
             pos = m.end()
-        parts.append(text[pos:])
-        return lambda v: "".join(p if isinstance(p, str) else format_value(p.get(v)) for p in parts)
+        tail = text[pos:]
+        parts.append(lambda v, x: tail)
+        return lambda v, x: "".join(p(v, x) for p in parts)
 
 
 def _check(f: Field, mod: str, value: Any) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
@@ -9,6 +10,7 @@ from msgspec import Meta, Struct
 from engine.records import Level
 
 RuleId = Annotated[str, Meta(pattern=r"^[A-Z]{2,4}-[0-9]{3}$")]
+Duration = Annotated[str, Meta(pattern=r"^[0-9]+(s|m|h|d|w)$")]  # 90s, 30m, 2h, 1d, 1w
 
 
 class Strict(Struct, forbid_unknown_fields=True, kw_only=True):
@@ -30,6 +32,53 @@ class Exception_(Strict, kw_only=True):
 
 class Output(Strict, kw_only=True):
     summary: str
+    # repeats for the same rule and entity within this long are merged into the
+    # first alert (they carry its id) instead of being raised again
+    suppress_for: Duration | None = None
+
+
+class Measure(Strict, kw_only=True):
+    """One aggregate over the window: exactly one of count/sum/distinct/max/share."""
+
+    count: bool = False
+    sum: str | None = None
+    distinct: str | None = None
+    max: str | None = None
+    share: str | None = None  # sum of this field divided by the loan's principal
+    where: dict[str, Any] = {}  # only events matching this selection count
+
+
+class Window(Strict, kw_only=True):
+    size: Duration
+    type: Literal["sliding", "tumbling"] = "sliding"
+
+
+class Aggregate(Strict, kw_only=True):
+    key: str = "borrower.id"
+    window: Window
+    measures: dict[str, Measure]
+    having: dict[str, Any]
+
+
+class Absence(Strict, kw_only=True):
+    key: str
+    start: dict[str, Any]  # an event that starts the clock
+    expect: dict[str, Any]  # the event that must follow within `within`
+    within: Duration
+    recurring: bool = False  # every expected event starts the clock again
+    # only fire if the borrower was active on this stream meanwhile: tells a
+    # silent sensor (tampering) from a firm that really stopped
+    require_activity: Literal["transactions", "sensors"] | None = None
+
+
+class Baseline(Strict, kw_only=True):
+    key: list[str]
+    value: str
+    compare: Literal["rolling", "same_weekday"]
+    history: Annotated[int, Meta(ge=1, le=60)] = 4  # points (rolling) or weeks (same_weekday)
+    min_history: Annotated[int, Meta(ge=1)] = 3
+    having: dict[str, Any]  # over value, baseline, ratio, deviation
+    sustained: Annotated[int, Meta(ge=1)] = 1  # consecutive points before it fires
 
 
 class Expect(Strict, kw_only=True):
@@ -50,14 +99,17 @@ class RuleSpec(Strict, kw_only=True):
     status: Literal["experimental", "test", "stable", "deprecated"]
     severity: Level
     risk_score: Annotated[int, Meta(ge=0, le=100)]
-    kind: Literal["match"] = "match"
+    kind: Literal["match", "aggregate", "absence", "baseline"] = "match"
     tags: list[str] = []
     owner: str | None = None
     description: str | None = None
     false_positives: list[str] = []
     investigation: str | None = None
     applies_to: AppliesTo
-    detection: dict[str, Any]  # named selections plus `condition`
+    detection: dict[str, Any] = {}  # named selections plus `condition`; none: every event in scope
+    aggregate: Aggregate | None = None
+    absence: Absence | None = None
+    baseline: Baseline | None = None
     exceptions: list[Exception_] = []
     output: Output
     tests: list[RuleTest] = []
@@ -75,3 +127,8 @@ class PackSpec(Strict, kw_only=True):
 class ListSpec(Strict, kw_only=True):
     description: str | None = None
     items: list[str | int | float]
+
+
+def duration(text: str) -> timedelta:
+    unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[text[-1]]
+    return timedelta(**{unit: int(text[:-1])})

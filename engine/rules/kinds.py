@@ -1,0 +1,241 @@
+"""What each rule kind does with an event once its selections matched.
+
+Every kind turns events into Hits (a finding, not yet an alert). Stateful
+kinds keep their state in the dict the detector hands them: one per rule per
+shard, keyed by the rule's entity key, so it is snapshotted with the shard
+for recovery.
+
+- match: every event that matches is a hit.
+- aggregate: per-key event-time windows (sliding or tumbling) of count, sum,
+  distinct count, max and share of the principal, tested with `having`.
+  A key fires once per window length.
+- absence: an expected event did not follow a start event in time; checked
+  when the worker's event-time watermark passes the deadline.
+- baseline: a value against the entity's own rolling or same-weekday history;
+  points that break the baseline are kept out of it (protect on anomaly).
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from msgspec import Struct
+
+Getter = Callable[[Any], Any]
+Predicate = Callable[[Any], bool]
+EVIDENCE_EVENTS = 50  # event ids kept on one alert
+
+
+@dataclass
+class Hit:
+    key: str  # entity the finding is about (loan, borrower, site)
+    trigger: str  # event (or window start) that identifies the finding
+    event_ids: list[str]
+    event_time: datetime
+    borrower_id: str
+    loan_id: str | None
+    values: dict[str, Any]
+    conditions: list[str]
+    summary: str
+
+
+class BaselineMeasures(Struct, frozen=True):
+    value: float
+    baseline: float
+    ratio: float
+    deviation: float
+
+
+@dataclass
+class Kind:
+    """Match: the event is the finding."""
+
+    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+        m = rule.evaluate(view)
+        if m is None:
+            return []
+        loan_id = view.loan.id if view.loan is not None else None
+        return [Hit(loan_id or view.borrower.id, view.id, [view.id], view.ts, view.borrower.id, loan_id,
+                    m.values, m.conditions, m.summary)]
+
+    def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
+        return []
+
+
+@dataclass
+class MeasureSpec:
+    name: str
+    fn: str  # count | sum | distinct | max | share
+    get: Getter | None
+    where: Predicate
+
+
+@dataclass
+class AggregateKind(Kind):
+    key: Getter
+    size: timedelta
+    tumbling: bool
+    measures: list[MeasureSpec]
+    having: Predicate
+    measure_type: type
+
+    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+        m = rule.evaluate(view)
+        if m is None:
+            return []
+        key = self.key(view)
+        if key is None:
+            return []
+        slot = state.setdefault(str(key), {"rows": [], "until": None})
+        rows: list = slot["rows"]
+        principal = view.loan.principal if getattr(view, "loan", None) is not None else None
+        inputs = tuple(self._input(ms, view, principal) for ms in self.measures)
+        bisect.insort(rows, (view.ts, view.id, inputs), key=lambda r: r[0])
+        start = self._window_start(view.ts)
+        while rows and (rows[0][0] < start if self.tumbling else rows[0][0] <= start):
+            rows.pop(0)
+        values = self._compute(rows)
+        until = slot["until"]
+        if not self.having(self.measure_type(**values)) or (until is not None and view.ts < until):
+            return []
+        slot["until"] = start + self.size if self.tumbling else view.ts + self.size
+        loan_id = view.loan.id if getattr(view, "loan", None) is not None else None
+        ids = [r[1] for r in rows]
+        summary = rule.summary(view, values)
+        return [Hit(str(key), ids[0], ids[-EVIDENCE_EVENTS:], view.ts, view.borrower.id, loan_id,
+                    {**m.values, **{k: round(v, 4) for k, v in values.items()}}, m.conditions, summary)]
+
+    def _window_start(self, ts: datetime) -> datetime:
+        if not self.tumbling:
+            return ts - self.size
+        epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
+        return ts - (ts - epoch) % self.size
+
+    @staticmethod
+    def _input(ms: MeasureSpec, view: Any, principal: float | None) -> Any:
+        if not ms.where(view):
+            return None
+        if ms.fn == "count":
+            return 1
+        value = ms.get(view)
+        if ms.fn == "share":
+            return None if value is None or not principal else value / principal
+        return value
+
+    def _compute(self, rows: list) -> dict[str, float]:
+        out = {}
+        for i, ms in enumerate(self.measures):
+            xs = [r[2][i] for r in rows if r[2][i] is not None]
+            if ms.fn == "distinct":
+                out[ms.name] = float(len(set(xs)))
+            elif ms.fn == "max":
+                out[ms.name] = float(max(xs, default=0.0))
+            else:  # count, sum, share
+                out[ms.name] = float(sum(xs))
+        return out
+
+
+@dataclass
+class AbsenceKind(Kind):
+    key: Getter
+    start: Predicate
+    expect: Predicate
+    within: timedelta
+    recurring: bool
+    require_activity: str | None
+
+    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+        active = state.setdefault("active", {})
+        stream = type(view).__name__
+        active[(view.borrower.id, stream)] = max(view.ts, active.get((view.borrower.id, stream), view.ts))
+        if not rule.in_scope(view):
+            return []
+        key = self.key(view)
+        if key is None:
+            return []
+        timers = state.setdefault("timers", {})
+        key = str(key)
+        if self.expect(view):
+            if self.recurring:
+                timers[key] = self._timer(rule, view)
+            else:
+                timers.pop(key, None)
+        elif self.start(view) and (self.recurring or key not in timers):
+            timers[key] = self._timer(rule, view)
+        return []
+
+    def _timer(self, rule: Any, view: Any) -> dict:
+        loan = getattr(view, "loan", None)
+        return {
+            "deadline": view.ts + self.within, "start_id": view.id, "start_ts": view.ts,
+            "borrower_id": view.borrower.id, "loan_id": loan.id if loan is not None else None,
+            "summary": rule.summary(view, {}),
+        }
+
+    def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
+        timers = state.get("timers", {})
+        due = [k for k, t in timers.items() if t["deadline"] < watermark]
+        hits = []
+        for key in due:
+            t = timers.pop(key)
+            if self.require_activity:
+                last = state.get("active", {}).get((t["borrower_id"], _VIEW_OF[self.require_activity]))
+                if last is None or last <= t["start_ts"]:
+                    continue  # the borrower went quiet everywhere: real inactivity, not this signal
+            hits.append(Hit(key, t["start_id"], [t["start_id"]], t["deadline"], t["borrower_id"], t["loan_id"],
+                            {"last_seen": t["start_ts"].isoformat(), "deadline": t["deadline"].isoformat()},
+                            ["start", "no expected event"], t["summary"]))
+        return hits
+
+
+_VIEW_OF = {"transactions": "TxView", "sensors": "SensorView"}
+
+
+@dataclass
+class BaselineKind(Kind):
+    keys: list[Getter]
+    value: Getter
+    same_weekday: bool
+    history: int
+    min_history: int
+    having: Predicate
+    sustained: int
+
+    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+        m = rule.evaluate(view)
+        value = self.value(view) if m is not None else None
+        if value is None:
+            return []
+        key = "/".join(str(g(view)) for g in self.keys)
+        slot = state.setdefault(key, {"history": {}, "run": [], "fired": False})
+        bucket = str(view.weekday) if self.same_weekday else "all"
+        past: list = slot["history"].setdefault(bucket, [])
+        if len(past) < self.min_history:
+            past.append(value)
+            return []
+        mean = statistics.fmean(past)
+        spread = statistics.pstdev(past)
+        measures = BaselineMeasures(
+            value=float(value), baseline=mean, ratio=value / mean if mean else 1.0,
+            deviation=(value - mean) / spread if spread else 0.0,
+        )
+        if not self.having(measures):
+            slot["run"], slot["fired"] = [], False
+            past.append(value)
+            del past[: -self.history]
+            return []
+        slot["run"].append(view.id)  # protect on anomaly: an outlier never enters the baseline
+        if slot["fired"] or len(slot["run"]) < self.sustained:
+            return []
+        slot["fired"] = True
+        loan = getattr(view, "loan", None)
+        values = {**m.values, "baseline": round(mean, 2), "ratio": round(measures.ratio, 4),
+                  "deviation": round(measures.deviation, 2), "points": len(slot["run"])}
+        summary = rule.summary(view, {"baseline": mean, "ratio": measures.ratio, "deviation": measures.deviation})
+        return [Hit(key, slot["run"][0], slot["run"][-EVIDENCE_EVENTS:], view.ts, view.borrower.id,
+                    loan.id if loan is not None else None, values, m.conditions, summary)]
