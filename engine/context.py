@@ -28,6 +28,7 @@ class TxView(Struct, frozen=True, kw_only=True):
     memo: str
     from_account: str
     to_account: str
+    loan_id: str | None  # the loan the payment system named (repayments, disbursements)
     # context
     direction: Literal["out", "in"]
     borrower: Party  # the party whose behaviour this event tells about
@@ -90,7 +91,7 @@ def enrich(tx: Transaction, ref: Reference) -> TxView:
     known = contracted or related or counterparty.id in ref.known.get(borrower.id, ())
     return TxView(
         id=tx.id, ts=tx.ts, amount=tx.amount, currency=tx.currency, channel=tx.channel,
-        mcc=tx.mcc, memo=tx.memo, from_account=tx.from_account, to_account=tx.to_account,
+        mcc=tx.mcc, memo=tx.memo, from_account=tx.from_account, to_account=tx.to_account, loan_id=tx.loan_id,
         direction=direction, borrower=borrower, counterparty=counterparty, loan=loan,
         funded_by_loan=funded, days_since_disbursement=days, share_of_principal=share,
         counterparty_contracted=contracted, counterparty_related=related, counterparty_known=known,

@@ -51,17 +51,19 @@ def tx(tid: str, days: float, frm: str, to: str, amount: float, channel: str = "
 
 # (transaction, rules expected to fire on it)
 CASES: list[tuple[Transaction, set[str]]] = [
-    (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), set()),
+    # no repayment follows the disbursement: MR-001 fires once event time passes day 35
+    (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), {"MR-001"}),
     (tx("t-contract", 1, "D1", "A-S1", 600_000), set()),  # large, but to the contracted payee
-    (tx("t-partner", 2, "D1", "A-S2", 320_000), set()),  # large, to a declared supply-chain partner
-    (tx("t-property", 3, "D1", "A-BAD", 40_000), {"PV-001"}),
-    (tx("t-broker-big", 4, "D1", "A-SEC", 350_000), {"PV-001", "LO-001"}),
-    (tx("t-new-big", 5, "D1", "A-N1", 300_000), {"LO-001"}),
+    # large, to a declared supply-chain partner: not unknown, but not in the contract either
+    (tx("t-partner", 2, "D1", "A-S2", 320_000), {"EP-001"}),
+    (tx("t-property", 3, "D1", "A-BAD", 40_000), {"PV-001", "EP-001"}),
+    (tx("t-broker-big", 4, "D1", "A-SEC", 350_000), {"PV-001", "LO-001", "EP-001"}),
+    (tx("t-new-big", 5, "D1", "A-N1", 300_000), {"LO-001", "EP-001"}),
     (tx("t-cash", 6, "D1", "CASH", 50_000, "cash"), {"CO-001"}),
     (tx("t-cash-small", 6.5, "D1", "CASH", 49_999, "cash"), set()),
     (tx("t-rent", 7, "A-B1", "A-BAD", 80_000), set()),  # own money, not loan funds
     (tx("t-cash-own", 8, "A-B1", "CASH", 90_000, "cash"), set()),
-    (tx("t-late", 120, "D1", "A-BAD", 10_000), set()),  # after the 90-day window
+    (tx("t-late", 120, "D1", "A-BAD", 10_000), {"EP-001"}),  # after PV-001's 90-day window
 ]
 
 

@@ -219,13 +219,21 @@ class _Compiler:
         measures = []
         for name, m in agg.measures.items():
             path = ("aggregate", "measures", name)
-            chosen = [(fn, arg) for fn, arg in
-                      (("count", m.count or None), ("sum", m.sum), ("distinct", m.distinct), ("max", m.max), ("share", m.share))
-                      if arg]
+            chosen = [(fn, arg) for fn, arg in (
+                ("count", m.count or None), ("sum", m.sum), ("distinct", m.distinct), ("max", m.max),
+                ("share", m.share), ("ratio", m.ratio),
+            ) if arg]
             if len(chosen) != 1:
-                self.fail(path, f"measure '{name}' needs exactly one of count, sum, distinct, max, share", key=True)
+                self.fail(path, f"measure '{name}' needs exactly one of count, sum, distinct, max, share, ratio", key=True)
                 continue
             fn, arg = chosen[0]
+            if fn == "ratio":
+                others = [n for n in agg.measures if n != name and not agg.measures[n].ratio]
+                if len(arg) != 2 or any(a not in others for a in arg):
+                    self.fail((*path, "ratio"), f"ratio takes [numerator, denominator] from: {', '.join(others)}")
+                    continue
+                measures.append(MeasureSpec(name, fn, None, lambda v: True, tuple(arg)))
+                continue
             get = None if fn == "count" else self.getter((*path, fn), arg)
             measures.append(MeasureSpec(name, fn, get, self.selection((*path, "where"), m.where)))
         measure_type = msgspec.defstruct("Measures", [(name, float) for name in agg.measures], frozen=True)

@@ -70,9 +70,10 @@ class Kind:
 @dataclass
 class MeasureSpec:
     name: str
-    fn: str  # count | sum | distinct | max | share
+    fn: str  # count | sum | distinct | max | share | ratio
     get: Getter | None
     where: Predicate
+    of: tuple[str, str] | None = None  # ratio: numerator and denominator measures
 
 
 @dataclass
@@ -118,7 +119,7 @@ class AggregateKind(Kind):
 
     @staticmethod
     def _input(ms: MeasureSpec, view: Any, principal: float | None) -> Any:
-        if not ms.where(view):
+        if ms.fn == "ratio" or not ms.where(view):
             return None
         if ms.fn == "count":
             return 1
@@ -135,8 +136,12 @@ class AggregateKind(Kind):
                 out[ms.name] = float(len(set(xs)))
             elif ms.fn == "max":
                 out[ms.name] = float(max(xs, default=0.0))
-            else:  # count, sum, share
+            elif ms.fn != "ratio":  # count, sum, share
                 out[ms.name] = float(sum(xs))
+        for ms in self.measures:
+            if ms.fn == "ratio":
+                num, den = out[ms.of[0]], out[ms.of[1]]
+                out[ms.name] = num / den if den else 0.0
         return out
 
 
@@ -153,7 +158,7 @@ class AbsenceKind(Kind):
         active = state.setdefault("active", {})
         stream = type(view).__name__
         active[(view.borrower.id, stream)] = max(view.ts, active.get((view.borrower.id, stream), view.ts))
-        if not rule.in_scope(view):
+        if stream != _VIEW_OF[rule.stream] or not rule.in_scope(view):
             return []
         key = self.key(view)
         if key is None:

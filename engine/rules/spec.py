@@ -13,7 +13,7 @@ RuleId = Annotated[str, Meta(pattern=r"^[A-Z]{2,4}-[0-9]{3}$")]
 Duration = Annotated[str, Meta(pattern=r"^[0-9]+(s|m|h|d|w)$")]  # 90s, 30m, 2h, 1d, 1w
 
 
-class Strict(Struct, forbid_unknown_fields=True, kw_only=True):
+class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
     """Base of every authored structure: a misspelt key is an error, not ignored."""
 
 
@@ -38,13 +38,14 @@ class Output(Strict, kw_only=True):
 
 
 class Measure(Strict, kw_only=True):
-    """One aggregate over the window: exactly one of count/sum/distinct/max/share."""
+    """One aggregate over the window: exactly one of count/sum/distinct/max/share/ratio."""
 
     count: bool = False
     sum: str | None = None
     distinct: str | None = None
     max: str | None = None
     share: str | None = None  # sum of this field divided by the loan's principal
+    ratio: list[str] | None = None  # [numerator, denominator]: two other measures
     where: dict[str, Any] = {}  # only events matching this selection count
 
 
