@@ -19,7 +19,7 @@ from connectors.reference_files import load_reference
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
 from dataflows.flow import build_flow
 from engine.batch import Raw
-from engine.evaluate import Score, score
+from engine.evaluate import Score, Scored, score
 from engine.records import Label
 from engine.rules.errors import RuleError
 from engine.rules.live import LivePack
@@ -82,10 +82,14 @@ def evaluate(db: Path, pack: Pack, labels_path: Path) -> list[Score]:
     labels = [msgspec.convert(row, Label) for row in pl.read_parquet(labels_path).iter_rows(named=True)]
     store = AlertStore(db, read_only=True)
     try:
-        rows = store.con.execute("SELECT rule_id, evidence FROM alerts").fetchall()
+        rows = store.alerts()
     finally:
         store.close()
-    alerts = [(rule_id, msgspec.json.decode(evidence)["event_ids"]) for rule_id, evidence in rows]
+    alerts = [
+        Scored(a["rule_id"], msgspec.json.decode(a["evidence"])["event_ids"], a["borrower_id"], a["loan_id"],
+               a["event_time"])
+        for a in rows
+    ]
     return score(alerts, {r.id: r.patterns for r in pack.rules}, labels)
 
 

@@ -5,8 +5,11 @@ timers) lives with one worker. Borrowers are bucketed into a fixed number of
 shards and a shard's events travel as one batch: keying single events would
 cost the stream engine's per-item overhead on every event.
 
-Time inside detection is event time only. The watermark (latest event time
-seen by this detector, less the allowed lateness) drives absence deadlines.
+Time inside detection is event time only. The watermark drives absence
+deadlines: for each stream the latest event time this worker has seen, the
+earliest of those, less the allowed lateness. Taking the earliest keeps a stream
+that runs ahead (a replayed sensor file read before the payments) from firing
+deadlines the slower stream could still meet.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Detector:
         self.current = current
         self.clock = clock
         self._rules_of: tuple[Pack, dict[str, list[CompiledRule]]] | None = None
+        self.latest: dict[str, datetime] = {}  # stream -> latest event time seen on this worker
 
     def _by_stream(self, pack: Pack) -> dict[str, list[CompiledRule]]:
         if self._rules_of is None or self._rules_of[0] is not pack:
@@ -72,16 +76,16 @@ class Detector:
         out: Batch[Alert] = Batch(dead=batch.dead, seen=batch.seen)
         now = self.clock()
         hits: list[tuple[CompiledRule, Hit]] = []
-        latest = state.get("_latest")
+        latest = self.latest
         for view in batch.items:
-            if latest is None or view.ts > latest:
-                latest = view.ts
-            for rule in by_stream[STREAM_OF[type(view)]]:
+            stream = STREAM_OF[type(view)]
+            if stream not in latest or view.ts > latest[stream]:
+                latest[stream] = view.ts
+            for rule in by_stream[stream]:
                 for hit in rule.kind.on_event(rule, view, _rule_state(state, rule)):
                     hits.append((rule, hit))
-        if latest is not None:
-            state["_latest"] = latest
-            watermark = latest - ALLOWED_LATENESS
+        if latest:
+            watermark = min(latest.values()) - ALLOWED_LATENESS
             for rule in pack.rules:
                 for hit in rule.kind.on_watermark(rule, watermark, _rule_state(state, rule)):
                     hits.append((rule, hit))

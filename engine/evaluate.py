@@ -1,8 +1,13 @@
 """Precision and recall of alerts against the simulator's (or an analyst's) labels.
 
-An alert counts for a pattern when its rule is tagged `pattern.<name>`; it is a
-true positive when one of its evidence events belongs to a label of that
-pattern. A label is found when any such alert touches one of its events.
+An alert counts for a pattern when its rule is tagged `pattern.<name>`. It is a
+true positive when it matches a label of that pattern:
+- one of its evidence events is one of the label's events, or
+- for findings about an absence or a trend, whose evidence is not the label's
+  events (the last repayment before the missed one, the last time an executive
+  was seen), when it is about the same borrower and loan and its event time
+  falls between a day before the label's first event and `LATE` after it.
+A label is found when any alert of its pattern matches it.
 """
 
 from __future__ import annotations
@@ -10,8 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from engine.records import Label
+
+LATE = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -32,25 +40,44 @@ class Score:
         return self.true_alerts / self.alerts if self.alerts else 0.0
 
 
-def score(
-    alerts: Iterable[tuple[str, list[str]]],  # (rule id, evidence event ids)
-    rule_patterns: Mapping[str, Iterable[str]],
-    labels: list[Label],
-) -> list[Score]:
+@dataclass(frozen=True)
+class Scored:
+    """The part of an alert that scoring needs."""
+
+    rule_id: str
+    event_ids: list[str]
+    borrower_id: str
+    loan_id: str | None
+    event_time: datetime
+
+
+def score(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]], labels: list[Label]) -> list[Score]:
     """A Score per pattern the rules cover, plus one per hop count where labels differ in hops."""
     covered = sorted({p for patterns in rule_patterns.values() for p in patterns})
-    label_of_event: dict[tuple[str, str], set[int]] = defaultdict(set)  # (pattern, event) -> label indexes
+    by_event: dict[tuple[str, str], set[int]] = defaultdict(set)  # (pattern, event) -> label indexes
+    by_borrower: dict[tuple[str, str], list[int]] = defaultdict(list)  # (pattern, borrower) -> label indexes
     for i, label in enumerate(labels):
+        by_borrower[(label.pattern, label.borrower_id)].append(i)
         for event in label.event_ids:
-            label_of_event[(label.pattern, event)].add(i)
+            by_event[(label.pattern, event)].add(i)
+
+    def matches(alert: Scored, pattern: str) -> set[int]:
+        hit = set().union(*(by_event.get((pattern, e), set()) for e in alert.event_ids))
+        for i in by_borrower.get((pattern, alert.borrower_id), ()):
+            label = labels[i]
+            same_loan = label.loan_id is None or alert.loan_id is None or label.loan_id == alert.loan_id
+            start = label.first_event_time
+            if same_loan and start - timedelta(days=1) <= alert.event_time <= start + LATE:
+                hit.add(i)
+        return hit
 
     alert_count: dict[str, int] = defaultdict(int)
     true_count: dict[str, int] = defaultdict(int)
     found: set[int] = set()
-    for rule_id, event_ids in alerts:
-        for pattern in rule_patterns.get(rule_id, ()):
+    for alert in alerts:
+        for pattern in rule_patterns.get(alert.rule_id, ()):
             alert_count[pattern] += 1
-            hit = set().union(*(label_of_event.get((pattern, e), set()) for e in event_ids))
+            hit = matches(alert, pattern)
             true_count[pattern] += bool(hit)
             found |= hit
 

@@ -51,8 +51,7 @@ def tx(tid: str, days: float, frm: str, to: str, amount: float, channel: str = "
 
 # (transaction, rules expected to fire on it)
 CASES: list[tuple[Transaction, set[str]]] = [
-    # no repayment follows the disbursement: MR-001 fires once event time passes day 35
-    (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), {"MR-001"}),
+    (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), set()),
     (tx("t-contract", 1, "D1", "A-S1", 600_000), set()),  # large, but to the contracted payee
     # large, to a declared supply-chain partner: not unknown, but not in the contract either
     (tx("t-partner", 2, "D1", "A-S2", 320_000), {"EP-001"}),
