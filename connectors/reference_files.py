@@ -1,4 +1,5 @@
-"""Reference data snapshots (parties, accounts, loans, relations) from Parquet files."""
+"""Reference data snapshots (parties, accounts, loans, relations) from Parquet
+files or from the tables of a DuckDB file."""
 
 from __future__ import annotations
 
@@ -18,13 +19,39 @@ def load_reference(data: Path, ref: Reference | None = None) -> Reference:
     with its file and row, rather than a dead letter.
     """
     ref = ref or Reference()
-    for kind, cls in REFERENCE.items():
+    for kind in REFERENCE:
         path = Path(data) / f"{kind}.parquet"
-        if not path.exists():
-            continue
-        for i, row in enumerate(pl.read_parquet(path).iter_rows(named=True)):
-            try:
-                ref.add(msgspec.convert(row, cls))
-            except msgspec.ValidationError as e:
-                raise ValueError(f"{path}: row {i + 1}: {e}") from None
+        if path.exists():
+            _add_rows(ref, kind, pl.read_parquet(path), str(path))
     return ref
+
+
+def load_snapshot(path: Path, ref: Reference | None = None) -> Reference:
+    """A Parquet directory (see load_reference) or a DuckDB file with tables named
+    `parties`, `accounts`, `loans`, `relations` (any of them may be missing)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_reference(path, ref)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such reference snapshot")
+    import duckdb  # only for DuckDB snapshots
+
+    ref = ref or Reference()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        for kind in REFERENCE:
+            if kind in tables:
+                _add_rows(ref, kind, con.execute(f"SELECT * FROM {kind}").pl(), f"{path}:{kind}")
+    finally:
+        con.close()
+    return ref
+
+
+def _add_rows(ref: Reference, kind: str, frame: pl.DataFrame, where: str) -> None:
+    cls = REFERENCE[kind]
+    for i, row in enumerate(frame.iter_rows(named=True)):
+        try:
+            ref.add(msgspec.convert(row, cls))
+        except msgspec.ValidationError as e:
+            raise ValueError(f"{where}: row {i + 1}: {e}") from None

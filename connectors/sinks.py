@@ -50,13 +50,15 @@ class _StorePartition(StatefulSinkPartition[Batch[Alert], None]):
 
 class StoreSink(FixedPartitionedSink[Batch[Alert], None]):
     """DuckDB allows one writing process, so the store is a single partition:
-    exactly one worker of a cluster owns the file."""
+    exactly one worker of a cluster owns the file. In a cluster only the
+    process built with `owner=True` lists the partition, so the file stays on
+    that process's machine."""
 
-    def __init__(self, path: Path, stats: RunStats | None = None):
-        self.path, self.stats = path, stats
+    def __init__(self, path: Path, stats: RunStats | None = None, owner: bool = True):
+        self.path, self.stats, self.owner = path, stats, owner
 
     def list_parts(self) -> list[str]:
-        return ["store"]
+        return ["store"] if self.owner else []
 
     def part_fn(self, item_key: str) -> int:
         return 0

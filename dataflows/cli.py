@@ -51,8 +51,23 @@ def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -
 @click.option("--borrowers", type=click.IntRange(min=10), default=300, show_default=True)
 @DB
 @RULES
-def run(days: int | None, speed: float, seed: int, borrowers: int, db: Path, rules: Path) -> None:
-    """Run the engine on the built-in simulated bank as a live feed."""
+@click.option("--config", type=click.Path(path_type=Path, exists=True, dir_okay=False), envvar="FUNDWATCH_CONFIG",
+              help="Run as the daemon against Kafka with this TOML file (see README, Daemon).")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Daemon: start this many local processes as one cluster.")
+@click.option("-i", "--process-id", type=int, default=None, help="Daemon: this process's index in a cluster.")
+@click.option("-a", "--addresses", default=None,
+              help='Daemon: every cluster process as "host:port;host:port", in process-id order.')
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Daemon: worker threads per process (they share one interpreter lock).")
+@click.pass_context
+def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers: int, db: Path, rules: Path,
+        config: Path | None, processes: int, process_id: int | None, addresses: str | None, workers: int) -> None:
+    """Run the engine: on the built-in simulated bank as a live feed, or with
+    --config as the daemon against Kafka."""
+    if config is not None:
+        _daemon(ctx, config, processes, process_id, addresses, workers)
+        return
     from connectors.files import PacedSource, stream_files
     from connectors.simbank import simulate as sim
 
@@ -135,7 +150,31 @@ def alerts_show(alert_id: str, db: Path) -> None:
     click.echo(json.dumps(alert, indent=2, default=str))
 
 
+def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | None, addresses: str | None,
+            workers: int) -> None:
+    from dataflows.config import ConfigError, load
+
+    try:
+        settings = load(config)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    if processes > 1:
+        from dataflows.cluster import run_local
+
+        log_level = ctx.parent.params["log_level"] if ctx.parent else "info"
+        ctx.exit(run_local(config, processes, workers, log_level))
+    if (process_id is None) != (addresses is None):
+        raise click.UsageError("--process-id and --addresses go together")
+    from dataflows.daemon import run as run_daemon
+
+    ctx.exit(run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers))
+
+
 def _jsonable(obj):
     import msgspec
 
     return msgspec.to_builtins(obj) if not isinstance(obj, dict) else obj
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,7 @@ from engine.batch import Batch, Raw
 from engine.context import enrich_batch
 from engine.decode import decode
 from engine.detect import Detector, split_by_shard
-from engine.records import Alert
+from engine.records import Alert, DeadLetter
 from engine.reference import Reference
 from engine.rules.pack import Pack
 
@@ -41,18 +41,29 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, dict]):
         return copy.deepcopy(self.state)
 
 
+def _enrich(batch: Batch, ref: Reference, refresh: Callable[[], list[DeadLetter]] | None) -> Batch:
+    if refresh is not None:
+        batch.dead.extend(refresh())  # reference updates that arrived so far, before these events
+    return enrich_batch(batch, ref)
+
+
 def build_flow(
     source: Source[list[Raw]],
     reference: Reference,
     pack: Callable[[], Pack],
     sinks: list[Sink[Batch[Alert]]],
     clock: Callable[[], datetime] = utc_now,
+    refresh: Callable[[], list[DeadLetter]] | None = None,
 ) -> Dataflow:
-    """raw batches -> decode -> enrich -> detect -> sinks (dead letters ride along in each batch)."""
+    """raw batches -> decode -> enrich -> detect -> sinks (dead letters ride along in each batch).
+
+    `refresh`, when given, applies pending reference updates to `reference`
+    before each batch is enriched and returns their dead letters (the daemon's
+    reference topics)."""
     flow = Dataflow("fundwatch")
     raw = op.input("input", flow, source)
     decoded = op.map("decode", raw, decode)
-    enriched = op.map("enrich", decoded, partial(enrich_batch, ref=reference))
+    enriched = op.map("enrich", decoded, partial(_enrich, ref=reference, refresh=refresh))
     detector = Detector(pack, clock)
     sharded = op.flat_map("shard", enriched, split_by_shard)
     detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector)))

@@ -27,6 +27,7 @@ class Raw:
     position: str  # row, line or partition:offset
     payload: bytes | dict[str, Any]  # JSON bytes (Kafka, NDJSON) or a row (Parquet, CSV)
     text_values: bool = False  # CSV: every value is text, so numbers and dates are parsed
+    reject: str | None = None  # the source already found it unusable (oversized, late, ...): why
 
 
 @dataclass(slots=True)

@@ -14,6 +14,9 @@ def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
     out: Batch[tuple[Raw, Record]] = Batch(seen=len(raws))
     for raw in raws:
         cls = STREAMS.get(raw.stream)
+        if raw.reject is not None:
+            out.dead.append(dead_letter(raw, raw.reject))
+            continue
         if cls is None:
             out.dead.append(dead_letter(raw, f"unknown stream {raw.stream!r}"))
             continue
@@ -27,6 +30,9 @@ def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
             continue
         except msgspec.DecodeError as e:
             out.dead.append(dead_letter(raw, f"undecodable: {e}"))
+            continue
+        except UnicodeDecodeError as e:  # msgspec raises it for bad bytes inside a string
+            out.dead.append(dead_letter(raw, f"encoding: not UTF-8 ({e.reason} at byte {e.start})"))
             continue
         out.items.append((raw, record))
     return out

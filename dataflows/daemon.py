@@ -1,0 +1,153 @@
+"""`fundwatch run --config`: the flow against Kafka, as one cluster member.
+
+Start-up: rule pack, reference snapshot, reference topics read to their end,
+then the flow. Recovery: Bytewax snapshots (source offsets, detection state)
+every `recovery.snapshot_interval` seconds; sinks are idempotent (alert ids are
+deterministic, DuckDB ignores repeats) or confirmed (Kafka delivery reports
+before the epoch closes), so a kill -9 replays at most one interval and loses
+nothing. SIGTERM or SIGINT: stop reading, let in-flight batches reach the
+sinks, return; if that takes longer than `shutdown_timeout`, exit anyway
+(recovery makes that safe, just slower to resume).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from connectors import metrics
+from connectors.alert_store import AlertStore
+from connectors.kafka_reference import ReferenceFeed
+from connectors.kafka_sink import KafkaOutput
+from connectors.kafka_source import KafkaInput
+from connectors.reference_files import load_snapshot
+from connectors.sinks import StoreSink
+from dataflows import http
+from dataflows.config import Settings, kafka_config
+from dataflows.flow import build_flow
+from engine.reference import Reference
+from engine.rules.errors import RuleError
+from engine.rules.live import LivePack
+from engine.rules.pack import Pack
+
+log = structlog.get_logger()
+EXIT_TIMEOUT = 3  # exit status when the shutdown deadline passed
+
+
+def run(settings: Settings, process_id: int | None = None, addresses: list[str] | None = None,
+        workers: int = 1) -> int:
+    """Run until the input is stopped (SIGTERM/SIGINT). Returns the exit status."""
+    pid = process_id or 0
+    log_ = log.bind(process=pid)
+    stopping = threading.Event()
+    status = http.Status()
+    status.broker_up = metrics.broker_is_up
+    _on_signals(stopping, status, settings.shutdown_timeout)
+    server = None
+    if settings.http.port:
+        server = http.serve(settings.http.host, settings.http.port + pid, status)
+        log_.info("http_listening", host=settings.http.host, port=settings.http.port + pid)
+    status.running = True
+
+    live = LivePack(Path(settings.rules), on_load=_pack_loaded, on_error=_pack_refused)
+    if pid == 0:
+        store = AlertStore(settings.duckdb)
+        pack = live.pack
+        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
+        store.close()  # the store sink is the one writer from here on
+
+    reference = load_snapshot(Path(settings.reference.snapshot)) if settings.reference.snapshot else Reference()
+    feed = None
+    if settings.topics.reference():
+        feed = ReferenceFeed(kafka_config(settings), settings.topics.reference(), reference,
+                             report_dead=pid == 0, stopping=stopping)
+        feed.catch_up(settings.reference.wait_for_topics)
+
+    source = KafkaInput(
+        kafka_config(settings, **{"group.id": settings.kafka.group_id}), settings.topics.streams(),
+        batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
+        lateness=timedelta(seconds=settings.input.allowed_lateness), idle_wait=settings.input.idle_wait,
+        stopping=stopping,
+    )
+    sinks = [
+        StoreSink(Path(settings.duckdb), owner=pid == 0),
+        KafkaOutput(kafka_config(settings), settings.topics.alerts, settings.topics.dead_letters,
+                    delivery_timeout=settings.output.delivery_timeout),
+    ]
+    flow = build_flow(source, reference, live.current, sinks, refresh=feed.refresh if feed else None)
+    recovery = _recovery(settings, pid, log_)
+    status.ready = True
+    metrics.READY.set(1)
+    log_.info("daemon_started", workers=workers, processes=len(addresses or [None]),
+              recovery=bool(recovery), streams=sorted(settings.topics.streams()))
+    started = time.monotonic()
+    try:
+        cli_main(
+            flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
+            epoch_interval=timedelta(seconds=settings.recovery.snapshot_interval), recovery_config=recovery,
+        )
+    finally:
+        metrics.READY.set(0)
+        status.ready = False
+        if feed is not None:
+            feed.close()
+        if server is not None:
+            server.shutdown()
+    log_.info("daemon_stopped", seconds=round(time.monotonic() - started, 1))
+    return 0
+
+
+def _recovery(settings: Settings, pid: int, log_) -> RecoveryConfig | None:
+    """Recovery partitions are created by process 0 if the directory has none
+    (the same as `python -m bytewax.recovery DIR 1`); other processes wait for them."""
+    if not settings.recovery.directory:
+        return None
+    directory = Path(settings.recovery.directory)
+    if pid == 0 and not list(directory.glob("part-*.sqlite3")):
+        directory.mkdir(parents=True, exist_ok=True)
+        init_db_dir(directory, 1)
+        log_.info("recovery_initialized", partitions=1)
+    deadline = time.monotonic() + 30
+    while not list(directory.glob("part-*.sqlite3")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no recovery partitions in {directory}")
+        time.sleep(0.2)
+    return RecoveryConfig(str(directory), timedelta(seconds=settings.recovery.backup_interval))
+
+
+def _on_signals(stopping: threading.Event, status: http.Status, timeout: float) -> None:
+    def handler(signum, _frame) -> None:
+        if stopping.is_set():
+            return
+        log.info("shutdown_requested", signal=signal.Signals(signum).name, deadline_seconds=timeout)
+        stopping.set()
+        status.stopping = True
+        timer = threading.Timer(timeout, _give_up, (timeout,))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _give_up(timeout: float) -> None:
+    log.error("shutdown_deadline_passed", seconds=timeout, note="recovery resumes from the last snapshot")
+    os._exit(EXIT_TIMEOUT)
+
+
+def _pack_loaded(pack: Pack) -> None:
+    metrics.PACK.clear()
+    metrics.PACK.labels(pack=pack.id, version=pack.version, digest=pack.digest[:12]).set(1)
+    log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules), digest=pack.digest[:12])
+
+
+def _pack_refused(err: RuleError) -> None:
+    log.error("pack_refused", problems=[str(p) for p in err.problems], kept="previous pack")

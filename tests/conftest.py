@@ -1,0 +1,3 @@
+"""Shared fixtures: the Kafka-protocol test broker (see tests/kafka_broker.py)."""
+
+from tests.kafka_broker import broker, topics  # noqa: F401
