@@ -101,6 +101,8 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         self.tp = TopicPartition(topic, partition, self.state.offset)
         self.consumer.assign([self.tp])
         self.awake: datetime | None = None
+        self.stopped_at: float | None = None
+        self.snapshot_after_stop = False
         self.last_emit = time.monotonic()
         self.labels = {"topic": topic, "partition": str(partition)}
         self.events_in = metrics.EVENTS_IN.labels(stream=stream)
@@ -109,7 +111,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
 
     def next_batch(self) -> list[list[Raw]]:
         if self.source.stopping.is_set():
-            raise StopIteration  # drain: the flow finishes what it has and stops
+            return self._stop()
         out: list[Raw] = []
         for m in self.consumer.consume(self.source.batch_size, 0):
             err = m.error()
@@ -134,6 +136,17 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
             return [[]]  # lets reference updates and their dead letters move while idle
         return []
 
+    def _stop(self) -> list[list[Raw]]:
+        """Read nothing more; end once a snapshot has recorded where we stopped, so a
+        restart resumes there instead of replaying the last epoch."""
+        now = time.monotonic()
+        if self.stopped_at is None:
+            self.stopped_at = now
+        if self.snapshot_after_stop or now - self.stopped_at > self.source.stop_wait:
+            raise StopIteration  # the flow drains what it has and finishes
+        self.awake = datetime.now(timezone.utc) + timedelta(seconds=0.05)
+        return []
+
     def _raw(self, m: Message) -> Raw:
         value = m.value()
         position = f"{m.partition()}:{m.offset()}"
@@ -155,6 +168,8 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         return self.awake
 
     def snapshot(self) -> PartState:
+        if self.stopped_at is not None:
+            self.snapshot_after_stop = True
         return PartState(self.state.offset, self.state.newest)
 
     def close(self) -> None:
@@ -168,12 +183,16 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         self, config: dict, topics: dict[str, str], *, batch_size: int = 5000,
         max_bytes: int = 1_048_576, lateness: timedelta = timedelta(days=7), idle_wait: float = 0.005,
         stopping: threading.Event | None = None, wait_for_topics: float | None = None,
+        stop_wait: float = 0.0,
     ):
+        """`stop_wait`: once `stopping` is set, how long to wait for a snapshot
+        (the epoch length when recovery is on) before ending the partition."""
         self.config, self.topics = config, topics
         self.batch_size, self.idle_wait = batch_size, idle_wait
         self.rules = Screen(max_bytes, lateness)
         self.stopping = stopping or threading.Event()
         self.wait_for_topics = wait_for_topics
+        self.stop_wait = stop_wait
 
     def consumer_config(self) -> dict:
         return {

@@ -75,7 +75,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         kafka_config(settings, **{"group.id": settings.kafka.group_id}), settings.topics.streams(),
         batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
         lateness=timedelta(seconds=settings.input.allowed_lateness), idle_wait=settings.input.idle_wait,
-        stopping=stopping,
+        stopping=stopping, stop_wait=settings.recovery.snapshot_interval + 1 if settings.recovery.directory else 0,
     )
     sinks = [
         StoreSink(Path(settings.duckdb), owner=pid == 0),

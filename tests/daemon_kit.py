@@ -204,6 +204,7 @@ class Daemon:
 
     def __init__(self, tmp: Path, bootstrap: str, topics: dict[str, str], rules: Path, *,
                  processes: int = 1, snapshot: Path | None = None, extra: str = "", name: str = "daemon"):
+        """`extra`: more lines for the config's [input] section, e.g. "batch_size = 100"."""
         self.tmp, self.processes = tmp, processes
         self.http_port = free_port() if processes == 1 else _free_ports(processes)
         self.db = tmp / "alerts.duckdb"
