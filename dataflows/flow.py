@@ -15,16 +15,31 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 
 from engine.batch import Batch, Raw
-from engine.context import enrich_batch
+from engine.context import enrich_batch, trace_batch
 from engine.decode import decode
 from engine.detect import Detector, split_by_shard
 from engine.records import Alert, DeadLetter
 from engine.reference import Reference
 from engine.rules.pack import Pack
+from engine.tracing import Tracer
 
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _TraceLogic(StatefulBatchLogic[Batch, Batch, Tracer]):
+    """Fund tracing needs every account's attributions, so it is one keyed state."""
+
+    def __init__(self, reference: Reference, resume: Tracer | None):
+        self.reference = reference
+        self.tracer = resume or Tracer()
+
+    def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
+        return [trace_batch(b, self.tracer, self.reference) for b in values], StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> Tracer:
+        return copy.deepcopy(self.tracer)
 
 
 class _DetectLogic(StatefulBatchLogic[Batch, Batch, dict]):
@@ -55,7 +70,9 @@ def build_flow(
     clock: Callable[[], datetime] = utc_now,
     refresh: Callable[[], list[DeadLetter]] | None = None,
 ) -> Dataflow:
-    """raw batches -> decode -> enrich -> detect -> sinks (dead letters ride along in each batch).
+    """raw batches -> decode -> enrich -> trace -> detect (sharded by borrower) -> sinks.
+
+    Dead letters ride along in each batch to the sinks.
 
     `refresh`, when given, applies pending reference updates to `reference`
     before each batch is enriched and returns their dead letters (the daemon's
@@ -64,8 +81,12 @@ def build_flow(
     raw = op.input("input", flow, source)
     decoded = op.map("decode", raw, decode)
     enriched = op.map("enrich", decoded, partial(_enrich, ref=reference, refresh=refresh))
+    traced = op.key_rm(
+        "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
+                                     partial(_TraceLogic, reference)),
+    )
     detector = Detector(pack, clock)
-    sharded = op.flat_map("shard", enriched, split_by_shard)
+    sharded = op.flat_map("shard", traced, split_by_shard)
     detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector)))
     for i, sink in enumerate(sinks):
         if isinstance(sink, FixedPartitionedSink):

@@ -30,6 +30,6 @@ def make_alert(rule: CompiledRule, pack_version: str, hit: Hit, detected_at: dat
         event_time=hit.event_time,
         detected_at=detected_at,
         summary=hit.summary,
-        evidence=Evidence(event_ids=hit.event_ids, values=hit.values, conditions=hit.conditions),
+        evidence=Evidence(event_ids=hit.event_ids, values=hit.values, conditions=hit.conditions, path=hit.path),
         shadow=spec.status == "experimental",
     )

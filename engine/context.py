@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+import msgspec
 from msgspec import Struct
 
 from engine.batch import Batch, Raw, dead_letter
 from engine.records import Channel, Loan, Party, Record, SensorKind, SensorReading, Transaction
 from engine.reference import Reference
+from engine.tracing import Trace, Tracer
 
 
 class TxView(Struct, frozen=True, kw_only=True):
@@ -30,9 +32,11 @@ class TxView(Struct, frozen=True, kw_only=True):
     to_account: str
     loan_id: str | None  # the loan the payment system named (repayments, disbursements)
     # context
-    direction: Literal["out", "in"]
+    # out: the borrower pays; in: the borrower is paid; onward: two other parties move
+    # money traced to the borrower's loan (set by fund tracing)
+    direction: Literal["out", "in", "onward"]
     borrower: Party  # the party whose behaviour this event tells about
-    counterparty: Party
+    counterparty: Party  # the other side; for onward payments, the payee
     loan: Loan | None
     funded_by_loan: bool  # paid out of the loan's disbursement account
     days_since_disbursement: int | None
@@ -41,6 +45,15 @@ class TxView(Struct, frozen=True, kw_only=True):
     counterparty_related: bool  # a declared related party of the borrower
     counterparty_known: bool  # contracted, related or a declared supply-chain partner
     self_transfer: bool  # between two accounts of the borrower
+    trace: Trace | None = None  # loan money in this payment, from fund tracing
+
+    @property
+    def payer_id(self) -> str:
+        return self.borrower.id if self.direction == "out" else self.counterparty.id
+
+    @property
+    def payee_id(self) -> str:
+        return self.counterparty.id if self.direction != "in" else self.borrower.id
 
 
 class SensorView(Struct, frozen=True, kw_only=True):
@@ -82,6 +95,22 @@ def enrich(tx: Transaction, ref: Reference) -> TxView:
         direction, borrower, counterparty = "in", payee, payer
 
     loan = disbursing if funded else _loan_context(tx, borrower.id, ref)
+    return _view(tx, direction, borrower, counterparty, loan, funded, ref)
+
+
+def retarget(view: TxView, trace: Trace, ref: Reference) -> TxView:
+    """Attach a trace; a payment between two other parties that carries a loan's
+    money becomes an `onward` event of that loan's borrower (its alerts, its state)."""
+    if view.borrower.id == trace.borrower_id:
+        return msgspec.structs.replace(view, trace=trace)
+    borrower, loan, payee = ref.parties[trace.borrower_id], ref.loans[trace.loan_id], ref.parties[view.payee_id]
+    return _view(view, "onward", borrower, payee, loan, False, ref, trace)
+
+
+def _view(
+    tx: Transaction | TxView, direction: str, borrower: Party, counterparty: Party, loan: Loan | None,
+    funded: bool, ref: Reference, trace: Trace | None = None,
+) -> TxView:
     days = share = None
     if loan is not None:
         days = (tx.ts - loan.disbursed_at).days
@@ -95,7 +124,7 @@ def enrich(tx: Transaction, ref: Reference) -> TxView:
         direction=direction, borrower=borrower, counterparty=counterparty, loan=loan,
         funded_by_loan=funded, days_since_disbursement=days, share_of_principal=share,
         counterparty_contracted=contracted, counterparty_related=related, counterparty_known=known,
-        self_transfer=counterparty.id == borrower.id,
+        self_transfer=counterparty.id == borrower.id, trace=trace,
     )
 
 
@@ -142,3 +171,19 @@ def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[View
 
 
 STREAM_OF: dict[type, str] = {TxView: "transactions", SensorView: "sensors"}
+
+
+def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[View]:
+    """Stage 2b: fund tracing, in event order over all accounts (one tracer for the flow)."""
+    items = batch.items
+    for i, view in enumerate(items):
+        if type(view) is not TxView:
+            continue
+        traces = tracer.follow(
+            view.id, view.ts, view.from_account, view.to_account, view.amount, view.payer_id, view.payee_id, ref,
+        )
+        if traces:
+            items[i] = retarget(view, max(traces, key=lambda t: t.amount), ref)
+    if items:
+        tracer.expire_before(items[-1].ts)
+    return batch

@@ -20,11 +20,13 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from msgspec import Struct
+
+from engine.tracing import route_lines
 
 Getter = Callable[[Any], Any]
 Predicate = Callable[[Any], bool]
@@ -42,6 +44,7 @@ class Hit:
     values: dict[str, Any]
     conditions: list[str]
     summary: str
+    path: list[str] = field(default_factory=list)  # a money route or a graph path
 
 
 class BaselineMeasures(Struct, frozen=True):
@@ -60,8 +63,11 @@ class Kind:
         if m is None:
             return []
         loan_id = view.loan.id if view.loan is not None else None
-        return [Hit(loan_id or view.borrower.id, view.id, [view.id], view.ts, view.borrower.id, loan_id,
-                    m.values, m.conditions, m.summary)]
+        trace = getattr(view, "trace", None)
+        path = route_lines(trace) if trace is not None and trace.hops else []
+        event_ids = [h.tx_id for h in trace.route] if path else [view.id]
+        return [Hit(loan_id or view.borrower.id, view.id, event_ids, view.ts, view.borrower.id, loan_id,
+                    m.values, m.conditions, m.summary, path)]
 
     def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
         return []

@@ -1,8 +1,8 @@
 """Run the tests embedded in rule files through the evaluators the daemon uses.
 
 Each test builds its own reference data (the pack's test context plus the
-test's `context`), feeds its events one at a time through decode, enrich and
-detect, and counts the alerts of the rule under test.
+test's `context`), feeds its events one at a time through decode, enrich,
+fund tracing and detect, and counts the alerts of the rule under test.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from engine.batch import Raw
-from engine.context import enrich_batch
+from engine.context import enrich_batch, trace_batch
 from engine.decode import decode
 from engine.detect import Detector
 from engine.records import REFERENCE
@@ -25,6 +25,7 @@ from engine.rules.compiler import CompiledRule
 from engine.rules.errors import Problem, RuleError
 from engine.rules.pack import Pack
 from engine.rules.spec import RuleTest
+from engine.tracing import Tracer
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def _run_one(pack: Pack, rule: CompiledRule, test: RuleTest, base: dict) -> Test
     only = replace(pack, rules=(rule,))
     detector = Detector(lambda: only, lambda: datetime(2000, 1, 1, tzinfo=timezone.utc))
     state: dict = {}
+    tracer = Tracer()
     alerts = []
     for i, event in enumerate(test.events):
         event = dict(event)
@@ -77,6 +79,7 @@ def _run_one(pack: Pack, rule: CompiledRule, test: RuleTest, base: dict) -> Test
         batch = enrich_batch(decode([Raw(stream, f"test {test.name!r}", f"event {i + 1}", event)]), ref)
         if batch.dead:
             return TestOutcome(rule.id, test.name, False, f"event {i + 1} is invalid: {batch.dead[0].reason}")
+        batch = trace_batch(batch, tracer, ref)
         alerts += [a for a in detector.run(batch, state).items if a.rule_id == rule.id]
     if len(alerts) != test.expect.alerts:
         got = "; ".join(a.summary for a in alerts) or "none"
