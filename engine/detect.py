@@ -90,6 +90,8 @@ class Detector:
                 for hit in rule.kind.on_watermark(rule, watermark, _rule_state(state, rule)):
                     hits.append((rule, hit))
         for rule, hit in hits:
+            if pack.suppressed(rule.id, hit.borrower_id, hit.loan_id, hit.event_time):
+                continue  # an analyst accepted these alerts until the suppression expires
             out.items.append(make_alert(rule, pack.version, hit, now, _merged_id(rule, hit, state)))
         return out
 

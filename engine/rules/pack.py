@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import msgspec
@@ -16,7 +17,9 @@ import yaml
 from engine.rules import source
 from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
 from engine.rules.errors import Problem, RuleError
-from engine.rules.spec import ListSpec, PackSpec
+from engine.rules.spec import ListSpec, PackSpec, SuppressionSpec
+
+MAX_SUPPRESSION_DAYS = 180
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,14 @@ class Pack:
     lists: dict[str, list]
     digest: str  # content hash of every file: tells a reload whether anything changed
     test_context: str | None = None
+    suppressions: tuple[SuppressionSpec, ...] = ()
+
+    def suppressed(self, rule_id: str, borrower_id: str, loan_id: str | None, when: datetime) -> bool:
+        return any(
+            rule_id in s.rules and when.date() < s.expires
+            and (borrower_id in s.borrowers or (loan_id is not None and loan_id in s.loans))
+            for s in self.suppressions
+        )
 
     def for_stream(self, stream: str) -> tuple[CompiledRule, ...]:
         return tuple(r for r in self.rules if r.stream == stream)
@@ -54,7 +65,8 @@ def pack_fingerprint(root: Path) -> tuple:
 def _referenced_files(root: Path) -> list[Path]:
     try:
         meta = yaml.safe_load((root / "pack.yaml").read_text()) or {}
-        return [root / rel for rel in [*meta.get("lists", []), meta.get("test_context")] if rel]
+        filters = sorted((root / meta["filters"]).glob("*.yaml")) if meta.get("filters") else []
+        return [root / rel for rel in [*meta.get("lists", []), meta.get("test_context")] if rel] + filters
     except (OSError, yaml.YAMLError, AttributeError, TypeError):
         return []  # load_pack reports it properly
 
@@ -92,6 +104,7 @@ def load_pack(root: Path) -> Pack:
 
     rules: list[CompiledRule] = []
     seen: dict[str, str] = {}
+    suppressions = _load_filters(root, meta, meta_loc, problems, digest)
     for path in pack_files(root):
         digest.update(path.name.encode() + path.read_bytes())
         try:
@@ -106,9 +119,43 @@ def load_pack(root: Path) -> Pack:
             problems.append(loc.problem(("id",), f"rule {rule.id} must be in a file named {rule.id}.yaml", rule.id))
         seen.setdefault(rule.id, str(path))
         rules.append(rule)
+    for sup_path, sup in suppressions:
+        for unknown in sorted(set(sup.rules) - set(seen)):
+            problems.append(Problem(sup_path, 1, 1, f"{sup.id}: suppresses unknown rule {unknown}"))
     if problems:
         raise RuleError(problems)
-    return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context)
+    return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context,
+                tuple(sup for _, sup in suppressions))
+
+
+def filter_files(root: Path, meta: PackSpec) -> list[Path]:
+    return sorted((root / meta.filters).glob("*.yaml")) if meta.filters else []
+
+
+def _load_filters(root: Path, meta: PackSpec, meta_loc: source.Located, problems: list[Problem], digest) -> list:
+    """Suppressions must name rules and borrowers or loans, and expire within MAX_SUPPRESSION."""
+    if meta.filters and not (root / meta.filters).is_dir():
+        problems.append(meta_loc.problem(("filters",), f"filters directory not found: {meta.filters}"))
+        return []
+    out = []
+    for path in filter_files(root, meta):
+        digest.update(path.read_bytes())
+        try:
+            loc = source.load(path)
+            sup = msgspec.convert(loc.data, SuppressionSpec)
+        except RuleError as e:
+            problems.extend(e.problems)
+            continue
+        except msgspec.ValidationError as e:
+            problems.append(schema_problem(loc, e))
+            continue
+        if not (sup.borrowers or sup.loans):
+            problems.append(loc.problem((), f"{sup.id}: name the borrowers or loans it covers"))
+        elif (sup.expires - sup.created).days > MAX_SUPPRESSION_DAYS:
+            problems.append(loc.problem(("expires",), f"{sup.id}: expires more than {MAX_SUPPRESSION_DAYS} days after it was created"))
+        else:
+            out.append((str(path), sup))
+    return out
 
 
 def _nest(err: msgspec.ValidationError, name: str) -> msgspec.ValidationError:

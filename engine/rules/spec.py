@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
@@ -116,6 +116,19 @@ class RuleSpec(Strict, kw_only=True):
     tests: list[RuleTest] = []
 
 
+class SuppressionSpec(Strict, kw_only=True):
+    """An analyst's decision that some alerts are known and accepted, for a while."""
+
+    id: Annotated[str, Meta(pattern=r"^SUP-[A-Za-z0-9-]+$")]
+    rules: Annotated[list[RuleId], Meta(min_length=1)]
+    borrowers: list[str] = []
+    loans: list[str] = []
+    reason: Annotated[str, Meta(min_length=10)]
+    owner: str
+    created: date
+    expires: date  # required: a suppression nobody renews lapses
+
+
 class PackSpec(Strict, kw_only=True):
     id: str
     version: str
@@ -123,6 +136,7 @@ class PackSpec(Strict, kw_only=True):
     description: str | None = None
     lists: list[str] = []  # list files, relative to pack.yaml
     test_context: str | None = None  # reference records shared by the rules' embedded tests
+    filters: str | None = None  # directory of suppressions, relative to pack.yaml
 
 
 class ListSpec(Strict, kw_only=True):
