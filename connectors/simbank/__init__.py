@@ -1,0 +1,83 @@
+"""The simulated bank: reference data, payment and sensor streams with labelled risk cases.
+
+    from connectors.simbank import simulate
+    summary = simulate(seed=7, borrowers=2000, days=90, out=Path("data/sim"))
+
+writes parties, accounts, loans, relations, transactions, sensors and labels
+as Parquet (columns = the fields of the engine.records Structs) plus
+manifest.json.  Same arguments, same bytes: all randomness comes from
+`numpy.random.Generator(PCG64)` streams spawned from the seed, one per
+component, so a change in one component does not reshuffle the others.
+
+Pipeline (each step in its own module):
+  reference.build_world   the normal bank: parties, accounts, loans, relations, sites
+  cases.plan              who gets which injected case; flags normal traffic obeys
+  normal.*                disbursements, entrusted payments, business, repayments
+  fund_cases / sensor_cases / network_cases   the injected events and their labels
+  writer                  ids, typed frames, Parquet, manifest
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from . import cases, fund_cases, network_cases, normal, sensor_cases, writer
+from .events import TxBuffer
+from .horizon import Horizon
+from .reference import build_world
+from .sensors import SensorGrid
+
+MIN_DAYS = 60  # idle funds need 45+ quiet days after a disbursement in the first third
+__all__ = ["SimSummary", "simulate", "simulate_frames", "MIN_DAYS"]
+
+
+@dataclass(frozen=True)
+class SimSummary:
+    out: Path | None
+    seed: int
+    borrowers: int
+    days: int
+    start: date
+    rows: dict[str, int]
+    labels: dict[str, int]  # per pattern
+
+
+def simulate_frames(seed: int, borrowers: int, days: int, start: date = date(2026, 1, 1)) -> dict[str, pl.DataFrame]:
+    """All seven tables as DataFrames, without writing anything."""
+    if days < MIN_DAYS or borrowers < 1:
+        raise ValueError(f"need days >= {MIN_DAYS} and borrowers >= 1 (got days={days}, borrowers={borrowers})")
+    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(9)]
+    r_world, r_plan, r_funds, r_use, r_bus, r_bg, r_sensors, r_scases, r_ids = streams
+    h = Horizon(start, days)
+    w = build_world(r_world, borrowers, h)
+    plan = cases.plan(w, r_plan)
+    buf = TxBuffer()
+    disb = normal.disbursements(w, buf)
+    labels, spent, first_of = fund_cases.emit(w, r_funds, plan, buf, disb)
+    normal.loan_use(w, r_use, buf, spent)
+    rep = normal.repayments(w, buf, w.repay_skip)
+    labels += cases.missed_labels(w, plan, rep)
+    normal.business(w, r_bus, buf)
+    normal.background(w, r_bg, buf)
+    grid = SensorGrid(w, r_sensors)
+    labels += sensor_cases.apply(w, r_scases, plan, grid)
+    labels += network_cases.labels(w, plan, first_of)
+    return writer.frames(w, buf, grid, labels, r_ids)
+
+
+def simulate(seed: int, borrowers: int, days: int, out: Path, start: date = date(2026, 1, 1)) -> SimSummary:
+    """Simulate and write the Parquet files and manifest.json into `out`."""
+    out = Path(out)
+    dfs = simulate_frames(seed, borrowers, days, start)
+    rows = {name: dfs[name].height for name in writer.FILES}
+    per_pattern = dict(sorted(Counter(dfs["labels"]["pattern"].to_list()).items()))
+    writer.write(out, dfs, {"generator": "fundwatch.connectors.simbank", "format": 1, "seed": seed,
+                            "borrowers": borrowers, "days": days, "start": start.isoformat(), "rows": rows,
+                            "labels": per_pattern})
+    return SimSummary(out, seed, borrowers, days, start, rows, per_pattern)

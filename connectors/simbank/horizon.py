@@ -1,0 +1,81 @@
+"""The simulated horizon: calendar arrays and local time -> UTC microseconds.
+
+The bank books in China Standard Time (UTC+8, no daylight saving).  Every
+simulated event happens between 08:00 and 24:00 local time, so its UTC date is
+its local date: a rule that buckets by UTC day sees the same days the branch
+does.  Timestamps are int64 microseconds since the epoch until the writer turns
+them into Datetime("us", "UTC").
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+US = 1_000_000
+DAY_US = 86_400 * US
+LOCAL_OFFSET_S = 8 * 3600  # CST
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Horizon:
+    """`days` local calendar days from `start`; day indices are 0-based."""
+
+    def __init__(self, start: date, days: int):
+        self.start, self.days = start, days
+        self.dates = [start + timedelta(days=d) for d in range(days)]
+        self.end = start + timedelta(days=days)  # exclusive
+        self.weekday = np.array([d.weekday() for d in self.dates], dtype=np.int8)
+        self.dom = np.array([d.day for d in self.dates], dtype=np.int8)
+        self.workday = self.weekday < 5
+        epoch_day = (start - date(1970, 1, 1)).days
+        # local midnight of each day, in UTC microseconds
+        self.midnight = (epoch_day + np.arange(days, dtype=np.int64)) * DAY_US - LOCAL_OFFSET_S * US
+
+    def ts(self, day, sec):
+        """UTC microseconds of local `sec` seconds after midnight on `day` (scalars or arrays)."""
+        us = self.midnight[day] + np.round(np.asarray(sec, dtype=np.float64) * US).astype(np.int64)
+        return int(us) if np.ndim(us) == 0 else us
+
+    def next_workday(self, day: int) -> int:
+        """`day` or the first weekday after it; may return `days` (past the end)."""
+        while day < self.days and not self.workday[day]:
+            day += 1
+        return day
+
+    def disbursement_day(self, day: int) -> int:
+        """A working day near `day` that stays in the first third of the horizon (loans are booked there)."""
+        d = self.next_workday(day)
+        if d > self.days // 3:
+            d = day
+            while d > 0 and not self.workday[d]:
+                d -= 1
+        return d
+
+    def month_ends(self) -> list[int]:
+        """Last weekday of every month whose last weekday lies inside the horizon (payroll, rent)."""
+        out = []
+        for d in range(self.days):
+            nxt = self.dates[d] + timedelta(days=1)
+            if self.workday[d]:
+                # last workday of the month: no later workday in this month
+                later = [nxt + timedelta(days=k) for k in range(4)]
+                if all(x.month != self.dates[d].month or x.weekday() >= 5 for x in later):
+                    out.append(d)
+        return out
+
+    def date_of(self, day: int) -> date:
+        return self.start + timedelta(days=int(day))
+
+    def day_of(self, when: date) -> int:
+        return (when - self.start).days
+
+    @staticmethod
+    def datetime_of(us: int) -> datetime:
+        return EPOCH + timedelta(microseconds=int(us))
+
+    @staticmethod
+    def utc_midnight(when: date) -> int:
+        """UTC microseconds of 00:00 UTC on `when` (reference-data labels)."""
+        return (when - date(1970, 1, 1)).days * DAY_US
