@@ -6,7 +6,7 @@ groups: a restart resumes every partition exactly where its last snapshot
 ended, whatever the group says.
 
 The source screens what the decoder cannot judge: a message with no value, one
-over the size limit, an unsupported schema version (header `schema-version`
+over the size limit, one with a byte-order mark (UTF-16), an unsupported schema version (header `schema-version`
 or field `schema_version`; absent means 1), and an event whose time is far
 behind the newest event already read from its partition (`late`). Such a
 message goes on as a `Raw` with `reject` set and becomes a dead letter. The
@@ -43,6 +43,8 @@ class _Peek(msgspec.Struct):
 
 
 _peek = msgspec.json.Decoder(_Peek)
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -63,27 +65,27 @@ def screen(message: Message, value: bytes | None, state: PartState, rules: Scree
         return "empty: message has no value"
     if len(value) > rules.max_bytes:
         return f"oversized: {len(value)} bytes > limit {rules.max_bytes}"
+    if value[:2] in _UTF16_BOMS or value[:3] == _UTF8_BOM:
+        return "encoding: byte-order mark (UTF-16, or UTF-8 with BOM); expected UTF-8 JSON"
     version = _header(message, "schema-version")
     try:
         peek = _peek.decode(value)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         peek = None  # the decoder reports it, with the reason
     if version is None and peek is not None and peek.schema_version is not None:
         version = str(peek.schema_version)
     if version is not None and version not in SUPPORTED_VERSIONS:
         return f"unsupported version: {version!r} (supported: {', '.join(sorted(SUPPORTED_VERSIONS))})"
     if peek is not None and peek.ts is not None:
-        t = _posix(peek.ts)
+        if peek.ts.tzinfo is None:  # event time must be comparable with the loans' times
+            return "invalid: $.ts: timestamp without a time zone"
+        t = peek.ts.timestamp()
         if state.newest is not None and t < state.newest - rules.lateness.total_seconds():
             behind = timedelta(seconds=round(state.newest - t))
             return f"late: {behind} behind the newest event of its partition (allowed {rules.lateness})"
         if state.newest is None or t > state.newest:
             state.newest = t
     return None
-
-
-def _posix(ts: datetime) -> float:
-    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def _header(message: Message, name: str) -> str | None:

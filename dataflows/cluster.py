@@ -26,7 +26,7 @@ def run_local(config: Path, processes: int, workers: int = 1, log_level: str = "
     addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
     children = [
         subprocess.Popen([
-            sys.executable, "-m", "dataflows.cli", "--log-level", log_level, "run", "--config", str(config),
+            sys.executable, "-m", "dataflows", "--log-level", log_level, "run", "--config", str(config),
             "--process-id", str(i), "--addresses", addresses, "--workers", str(workers),
         ])
         for i in range(processes)

@@ -14,7 +14,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 
-from engine.batch import Batch, Raw
+from engine.batch import Batch, Raw, dead_letter
 from engine.context import enrich_batch, trace_batch
 from engine.decode import decode
 from engine.detect import Detector, split_by_shard
@@ -59,7 +59,19 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, dict]):
 def _enrich(batch: Batch, ref: Reference, refresh: Callable[[], list[DeadLetter]] | None) -> Batch:
     if refresh is not None:
         batch.dead.extend(refresh())  # reference updates that arrived so far, before these events
-    return enrich_batch(batch, ref)
+    try:
+        return enrich_batch(Batch(batch.items, list(batch.dead), batch.seen), ref)
+    except Exception:  # noqa: BLE001 - find the record that broke it; no record may stop the flow
+        out = Batch(dead=batch.dead, seen=batch.seen)
+        for raw, record in batch.items:
+            try:
+                one = enrich_batch(Batch([(raw, record)]), ref)
+            except Exception as e:  # noqa: BLE001
+                out.dead.append(dead_letter(raw, f"error: {type(e).__name__} in enrichment: {e}"))
+                continue
+            out.items += one.items
+            out.dead += one.dead
+        return out
 
 
 def build_flow(

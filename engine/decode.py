@@ -34,6 +34,12 @@ def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
         except UnicodeDecodeError as e:  # msgspec raises it for bad bytes inside a string
             out.dead.append(dead_letter(raw, f"encoding: not UTF-8 ({e.reason} at byte {e.start})"))
             continue
+        except RecursionError:
+            out.dead.append(dead_letter(raw, "undecodable: nested too deeply"))
+            continue
+        except Exception as e:  # noqa: BLE001 - no record may stop the flow
+            out.dead.append(dead_letter(raw, f"undecodable: {type(e).__name__}: {e}"))
+            continue
         out.items.append((raw, record))
     return out
 

@@ -243,7 +243,7 @@ idle_wait = 0.01
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Daemon":
-        cmd = [sys.executable, "-m", "dataflows.cli", "run", "--config", str(self.config)]
+        cmd = [sys.executable, "-m", "dataflows", "run", "--config", str(self.config)]
         if self.processes > 1:
             cmd += ["--processes", str(self.processes)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDWATCH_")}
