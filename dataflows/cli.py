@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import click
 
 from dataflows import app
+from dataflows.graph_cli import graph
 from dataflows.logs import configure
 from dataflows.rules_cli import rules
 
@@ -26,12 +28,13 @@ def main(log_level: str) -> None:
 
 
 main.add_command(rules)
+main.add_command(graph)
 
 
 @main.command()
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--borrowers", type=click.IntRange(min=10), default=2000, show_default=True)
-@click.option("--days", type=click.IntRange(min=7), default=90, show_default=True)
+@click.option("--days", type=click.IntRange(min=60), default=90, show_default=True)
 @click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2026-01-01", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -> None:
@@ -39,7 +42,7 @@ def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -
     from connectors.simbank import simulate as sim
 
     summary = sim(seed, borrowers, days, out, start=start.date())
-    click.echo(json.dumps(_jsonable(summary), indent=2, default=str))
+    click.echo(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
 
 
 @main.command()
@@ -168,13 +171,3 @@ def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | 
     from dataflows.daemon import run as run_daemon
 
     ctx.exit(run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers))
-
-
-def _jsonable(obj):
-    import msgspec
-
-    return msgspec.to_builtins(obj) if not isinstance(obj, dict) else obj
-
-
-if __name__ == "__main__":
-    main()

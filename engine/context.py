@@ -174,16 +174,27 @@ STREAM_OF: dict[type, str] = {TxView: "transactions", SensorView: "sensors"}
 
 
 def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[View]:
-    """Stage 2b: fund tracing, in event order over all accounts (one tracer for the flow)."""
-    items = batch.items
-    for i, view in enumerate(items):
+    """Stage 2b: fund tracing, in event order over all accounts (one tracer for the flow).
+
+    A payment keeps the trace of its own borrower's loan (or the largest); the
+    money of any other borrower's loan it carries becomes an extra `onward`
+    event of that borrower."""
+    items: list[View] = []
+    for view in batch.items:
         if type(view) is not TxView:
+            items.append(view)
             continue
         traces = tracer.follow(
             view.id, view.ts, view.from_account, view.to_account, view.amount, view.payer_id, view.payee_id, ref,
         )
-        if traces:
-            items[i] = retarget(view, max(traces, key=lambda t: t.amount), ref)
+        if not traces:
+            items.append(view)
+            continue
+        own = [t for t in traces if t.borrower_id == view.borrower.id]
+        main = max(own or traces, key=lambda t: t.amount)
+        items.append(retarget(view, main, ref))
+        items.extend(retarget(view, t, ref) for t in traces if t is not main and t.borrower_id != main.borrower_id)
     if items:
         tracer.expire_before(items[-1].ts)
+    batch.items = items
     return batch

@@ -5,8 +5,10 @@ true positive when it matches a label of that pattern:
 - one of its evidence events is one of the label's events, or
 - for findings about an absence or a trend, whose evidence is not the label's
   events (the last repayment before the missed one, the last time an executive
-  was seen), when it is about the same borrower and loan and its event time
-  falls between a day before the label's first event and `LATE` after it.
+  was seen), when it is about the same borrower and its event time falls
+  between a day before the label's first event and `LATE` after it. (Not the
+  same loan: a sensor finding names the loan pledged at the site, a label may
+  name another loan of the borrower.)
 A label is found when any alert of its pattern matches it.
 """
 
@@ -64,10 +66,8 @@ def score(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]], 
     def matches(alert: Scored, pattern: str) -> set[int]:
         hit = set().union(*(by_event.get((pattern, e), set()) for e in alert.event_ids))
         for i in by_borrower.get((pattern, alert.borrower_id), ()):
-            label = labels[i]
-            same_loan = label.loan_id is None or alert.loan_id is None or label.loan_id == alert.loan_id
-            start = label.first_event_time
-            if same_loan and start - timedelta(days=1) <= alert.event_time <= start + LATE:
+            start = labels[i].first_event_time
+            if start - timedelta(days=1) <= alert.event_time <= start + LATE:
                 hit.add(i)
         return hit
 

@@ -10,10 +10,14 @@ broker is still a direct (0-hop) payment of loan money.
 
 Mixing rule, loan money first: when an account that holds attributed money
 pays out, the payment is taken from the attributed money before the account's
-own money, oldest attribution first. For surveillance this is the cautious
-choice: money that arrived from a loan is assumed to be what moves on, so a
-conduit cannot hide loan money behind its own balance. `share` is the part of
-the payment that is loan money.
+own money. For surveillance this is the cautious choice: money that arrived
+from a loan is assumed to be what moves on, so a conduit cannot hide loan money
+behind its own balance. Among the loans' money it holds, the account first
+passes on a receipt the payment matches (the payment is between half and all
+of it: a conduit forwards most of what it got), then the most recent receipts.
+So a busy supplier paid by many borrowers forwards the receipt that matches,
+not whatever arrived last. `share` is the part of the payment that is loan
+money; a payment can carry money of several loans.
 
 State is bounded: per account at most `max_parts` attributions (the oldest are
 dropped), and attributions expire with age. Payments to the bank (repayments,
@@ -101,20 +105,21 @@ class Tracer:
         held = self.parts.get(account)
         if not held:
             return []
+        live = [p for p in held if ts - p.disbursed_at <= self.max_age]
+        order = live[::-1]  # latest first ...
+        match = next((p for p in order if amount <= p.amount <= 2 * amount), None)
+        if match is not None:  # ... after the receipt this payment passes on
+            order.remove(match)
+            order.insert(0, match)
         taken, left = [], amount
-        keep = []
-        for part in held:  # oldest first
-            if ts - part.disbursed_at > self.max_age:
-                continue  # expired
-            if left > 0:
-                used = min(part.amount, left)
-                left -= used
-                taken.append(_Part(part.loan_id, part.borrower_id, used, part.hops, part.disbursed_at, part.route))
-                if part.amount - used > 1e-6:
-                    part.amount -= used
-                    keep.append(part)
-            else:
-                keep.append(part)
+        for part in order:
+            if left <= 0:
+                break
+            used = min(part.amount, left)
+            left -= used
+            taken.append(_Part(part.loan_id, part.borrower_id, used, part.hops, part.disbursed_at, part.route))
+            part.amount -= used
+        keep = [p for p in live if p.amount > 1e-6]
         if keep:
             self.parts[account] = keep
         else:

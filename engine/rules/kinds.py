@@ -171,12 +171,19 @@ class AbsenceKind(Kind):
             return []
         timers = state.setdefault("timers", {})
         key = str(key)
-        if self.expect(view):
+        expected, started = self.expect(view), self.start(view)
+        timer = timers.get(key)
+        if timer is not None and (expected or started) and view.ts > timer["deadline"]:
+            # the deadline passed before this event came: the absence happened, even if the
+            # watermark (held back by a slower stream) has not caught up with it yet
+            state.setdefault("due", []).append((key, timers.pop(key)))
+            timer = None
+        if expected:
             if self.recurring:
                 timers[key] = self._timer(rule, view)
-            else:
-                timers.pop(key, None)
-        elif self.start(view) and (self.recurring or key not in timers):
+            elif timer is not None:
+                del timers[key]
+        elif started and (self.recurring or timer is None):
             timers[key] = self._timer(rule, view)
         return []
 
@@ -190,10 +197,13 @@ class AbsenceKind(Kind):
 
     def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
         timers = state.get("timers", {})
-        due = [k for k, t in timers.items() if t["deadline"] < watermark]
+        waiting = state.get("due", [])
+        due = [(k, t) for k, t in waiting if t["deadline"] < watermark]
+        if due:
+            state["due"] = [(k, t) for k, t in waiting if t["deadline"] >= watermark]
+        due += [(k, timers.pop(k)) for k in [k for k, t in timers.items() if t["deadline"] < watermark]]
         hits = []
-        for key in due:
-            t = timers.pop(key)
+        for key, t in due:
             if self.require_activity:
                 last = state.get("active", {}).get((t["borrower_id"], _VIEW_OF[self.require_activity]))
                 if last is None or last <= t["start_ts"]:
