@@ -109,12 +109,14 @@ class GuaranteeGraph:
         return self._exposure.get(guarantor, 0.0)
 
     def gives(self, guarantor: str) -> dict[str, dict]:
-        """Guaranteed party -> {'amount', 'relations'} for one guarantor."""
-        return dict(self._succ.get(guarantor, {}))
+        """Guaranteed party -> {'amount', 'relations'} for one guarantor (a copy)."""
+        return {b: {"amount": d["amount"], "relations": list(d["relations"])}
+                for b, d in self._succ.get(guarantor, {}).items()}
 
     def receives(self, party: str) -> dict[str, dict]:
-        """Guarantor -> {'amount', 'relations'} for one guaranteed party."""
-        return dict(self._pred.get(party, {}))
+        """Guarantor -> {'amount', 'relations'} for one guaranteed party (a copy)."""
+        return {a: {"amount": d["amount"], "relations": list(d["relations"])}
+                for a, d in self._pred.get(party, {}).items()}
 
     def relations_on(self, path: list[str]) -> list[str]:
         """Relation ids of the guarantees a -> b for each consecutive pair of `path`,
