@@ -179,11 +179,8 @@ class AbsenceKind(Kind):
             state.setdefault("due", []).append((key, timers.pop(key)))
             timer = None
         if expected:
-            if self.recurring:
-                timers[key] = self._timer(rule, view)
-            elif timer is not None:
-                del timers[key]
-        elif started and (self.recurring or timer is None):
+            timers.pop(key, None)  # met; a recurring rule's clock restarts only on a start event
+        if started and (self.recurring or key not in timers):
             timers[key] = self._timer(rule, view)
         return []
 

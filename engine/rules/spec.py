@@ -66,7 +66,7 @@ class Absence(Strict, kw_only=True):
     start: dict[str, Any]  # an event that starts the clock
     expect: dict[str, Any]  # the event that must follow within `within`
     within: Duration
-    recurring: bool = False  # every expected event starts the clock again
+    recurring: bool = False  # a start event restarts a running clock (each repayment, each reading)
     # only fire if the borrower was active on this stream meanwhile: tells a
     # silent sensor (tampering) from a firm that really stopped
     require_activity: Literal["transactions", "sensors"] | None = None
