@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -41,20 +42,22 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 class Tansu:
     """One broker process on 127.0.0.1:<port>; `stop()` then `start()` keeps the port."""
 
-    def __init__(self, port: int | None = None, log: Path | None = None):
+    def __init__(self, port: int | None = None, log: Path | None = None, advertised_port: int | None = None):
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port  # a Proxy's port, to route clients through it
         self.log = log
         self.proc: subprocess.Popen | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self, timeout: float = 15.0) -> "Tansu":
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/", "--cluster-id", "fundwatch"],
             stdout=out, stderr=out, stdin=subprocess.DEVNULL,
         )
@@ -91,7 +94,7 @@ class Tansu:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGCONT)
 
-    def admin(self) -> AdminClient:
+    def admin(self) -> AdminClient:  # through the advertised address
         return AdminClient({"bootstrap.servers": self.bootstrap})
 
     def create_topics(self, names: list[str], partitions: int = 1, timeout: float = 10.0) -> None:
@@ -118,3 +121,67 @@ class Tansu:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Proxy:
+    """A TCP relay on loopback in front of a broker. `stop()` refuses new
+    connections and cuts every open one, which clients cannot tell from a
+    broker restart; `start()` again on the same port is the broker coming back,
+    its data intact (an in-memory broker itself would come back empty)."""
+
+    def __init__(self, target_port: int, port: int | None = None):
+        self.target_port = target_port
+        self.port = port or free_port()
+        self.listener: socket.socket | None = None
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+
+    def start(self) -> "Proxy":
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

@@ -29,6 +29,9 @@ from engine.records import Alert
 
 log = structlog.get_logger()
 _json = msgspec.json.Encoder()
+# after these an idempotent producer is stuck (seen after delivery timeouts during an outage)
+_NEEDS_NEW_PRODUCER = frozenset({"PRODUCER_FENCED", "_FATAL", "INVALID_PRODUCER_EPOCH", "UNKNOWN_PRODUCER_ID",
+                                 "OUT_OF_ORDER_SEQUENCE_NUMBER", "_FENCED"})
 
 
 class _Outbox:
@@ -38,6 +41,7 @@ class _Outbox:
         self.waiting = 0
         self.failed: list[tuple] = []  # (topic, key, value, headers, item, error name)
         self.confirmed: list[object] = []
+        self.fatal = False  # the producer cannot go on: make a new one
 
     def callback(self, topic: str, key: bytes, value: bytes, headers: list, item: object):
         def on_delivery(err, _msg) -> None:
@@ -46,6 +50,7 @@ class _Outbox:
                 self.confirmed.append(item)
             else:
                 self.failed.append((topic, key, value, headers, item, err.name()))
+                self.fatal = self.fatal or err.fatal() or err.name() in _NEEDS_NEW_PRODUCER
 
         return on_delivery
 
@@ -93,7 +98,14 @@ class _Partition(StatelessSinkPartition[Batch[Alert]]):
                 metrics.broker_down("producer", reasons[0])
             log.warning("delivery_failed", messages=len(box.failed), attempt=attempt, errors=reasons)
             messages = [f[:5] for f in box.failed]
+            if box.fatal:
+                self._renew(reasons)
             time.sleep(min(0.5 * attempt, 5.0))  # on SIGTERM the shutdown deadline ends this
+
+    def _renew(self, reasons: list[str]) -> None:
+        log.warning("producer_renewed", errors=reasons)
+        self.producer.flush(0)
+        self.producer = Producer(self.sink.producer_config())
 
     def _produce(self, topic: str, key: bytes, value: bytes, headers: list, callback) -> None:
         while True:
@@ -109,7 +121,7 @@ class _Partition(StatelessSinkPartition[Batch[Alert]]):
     def _count(self, confirmed: list) -> None:
         if not confirmed:
             return
-        metrics.broker_answered()
+        metrics.broker_answered()  # a delivery report is the broker's own word
         now = datetime.now(timezone.utc)
         for item in confirmed:
             if isinstance(item, Alert):
@@ -139,7 +151,7 @@ class KafkaOutput(DynamicSink[Batch[Alert]]):
             "enable.idempotence": True,  # the producer's own retries never duplicate
             "linger.ms": 2,
             "message.timeout.ms": int(self.delivery_timeout * 1000),
-            "error_cb": metrics.kafka_error_callback("producer"),
+            "error_cb": metrics.kafka_error_callback("producer"), "logger": metrics.librdkafka_logger(),
         }
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:

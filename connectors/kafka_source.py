@@ -125,7 +125,6 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
             self.state.offset = m.offset() + 1
         now = time.monotonic()
         if out:
-            metrics.broker_answered()
             self.awake = None
             self.last_emit = now
             self.events_in.inc(len(out))
@@ -201,7 +200,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
             "group.id": "fundwatch", **self.config,
             "enable.auto.commit": False, "enable.partition.eof": False,
             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
-            "error_cb": metrics.kafka_error_callback("consumer"),
+            "error_cb": metrics.kafka_error_callback("consumer"), "logger": metrics.librdkafka_logger(),
         }
 
     def list_parts(self) -> list[str]:
@@ -218,7 +217,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
 
 def partitions_of(config: dict, topic: str, stopping: threading.Event, timeout: float | None = None) -> list[int]:
     """The topic's partitions; waits (logging) while the broker or the topic is missing."""
-    consumer = Consumer({k: v for k, v in config.items() if k != "error_cb"})
+    consumer = Consumer({k: v for k, v in config.items() if k not in ("error_cb", "logger")})
     started = time.monotonic()
     try:
         while True:

@@ -3,6 +3,7 @@ several processes each serves its own and Prometheus sums them)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -38,24 +39,59 @@ READY = Gauge("fundwatch_ready", "1 once reference data is loaded and the flow r
 BROKER_UP.set(1)
 
 _DOWN = ("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_TIMED_OUT")
-_state = {"up": True, "since": 0.0}
+_state = {"up": True, "since": 0.0, "last_ok": 0.0}
 
 
 def kafka_error_callback(client: str) -> Callable:
-    """librdkafka's error_cb: log, and mark the broker down on connection errors.
-    The broker is marked up again by the next successful fetch or delivery."""
+    """librdkafka's error_cb: log (at most once per error and 10 s), and mark the
+    broker down on connection errors. It is marked up again by a delivery
+    report or by the broker watch (connectors/broker_watch.py)."""
 
     def on_error(err) -> None:
         name = err.name()
-        log.warning("kafka_error", client=client, error=name, fatal=err.fatal())
+        _log_limited("kafka_error", client, name, fatal=err.fatal())
         if name in _DOWN:
             broker_down(client, name)
 
     return on_error
 
 
+class LibrdkafkaLog(logging.Handler):
+    """librdkafka's own log lines (the `logger` client setting) as structlog events."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        facility = message.split(" ", 1)[0]  # FAIL, ERROR, ...: one line per facility and 10 s
+        _log_limited("librdkafka", facility, message[:200], level=record.levelname.lower())
+
+
+def librdkafka_logger() -> logging.Logger:
+    logger = logging.getLogger("fundwatch.librdkafka")
+    if not logger.handlers:
+        logger.addHandler(LibrdkafkaLog())
+        logger.propagate = False
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
+_last_logged: dict[tuple[str, str], list] = {}
+
+
+def _log_limited(event: str, key: str, what: str, **kw) -> None:
+    now = time.monotonic()
+    seen = _last_logged.get((event, key))
+    if seen is not None and now - seen[0] < 10:
+        seen[1] += 1
+        return
+    repeats = seen[1] if seen is not None else 0
+    _last_logged[(event, key)] = [now, 0]
+    log.warning(event, source=key, error=what, repeats_since_last=repeats, **kw)
+
+
 def broker_down(client: str, why: str) -> None:
-    if _state["up"]:
+    # errors are reported when a client is next polled, possibly after the
+    # broker answered again: an error within a second of an answer is stale
+    if _state["up"] and time.monotonic() - _state["last_ok"] > 1.0:
         _state.update(up=False, since=time.monotonic())
         OUTAGES.inc()
         BROKER_UP.set(0)
@@ -63,6 +99,7 @@ def broker_down(client: str, why: str) -> None:
 
 
 def broker_answered() -> None:
+    _state["last_ok"] = time.monotonic()
     if not _state["up"]:
         _state["up"] = True
         BROKER_UP.set(1)

@@ -23,7 +23,7 @@ import structlog
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from connectors import metrics
+from connectors import broker_watch, metrics
 from connectors.alert_store import AlertStore
 from connectors.kafka_reference import ReferenceFeed
 from connectors.kafka_sink import KafkaOutput
@@ -84,6 +84,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
     ]
     flow = build_flow(source, reference, live.current, sinks, refresh=feed.refresh if feed else None)
     recovery = _recovery(settings, pid, log_)
+    broker_watch.watch(kafka_config(settings), stopping)
     status.ready = True
     metrics.READY.set(1)
     log_.info("daemon_started", workers=workers, processes=len(addresses or [None]),
