@@ -97,7 +97,7 @@ def build_flow(
         "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
                                      partial(_TraceLogic, reference)),
     )
-    detector = Detector(pack, clock)
+    detector = Detector(pack, clock, reference)
     sharded = op.flat_map("shard", traced, split_by_shard)
     detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector)))
     for i, sink in enumerate(sinks):

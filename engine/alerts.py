@@ -16,6 +16,11 @@ def alert_id(rule_id: str, entity: str, trigger: str) -> str:
     return hashlib.sha256(f"{rule_id}\x1f{entity}\x1f{trigger}".encode()).hexdigest()[:24]
 
 
+def level_of(score: int) -> str:
+    """Level for a score computed at run time (contagion); rules set theirs as severity."""
+    return "critical" if score >= 80 else "high" if score >= 60 else "medium" if score >= 40 else "low"
+
+
 def make_alert(rule: CompiledRule, pack_version: str, hit: Hit, detected_at: datetime, id_: str | None = None) -> Alert:
     spec = rule.spec
     return Alert(
@@ -23,8 +28,8 @@ def make_alert(rule: CompiledRule, pack_version: str, hit: Hit, detected_at: dat
         rule_id=spec.id,
         rule_version=spec.version,
         pack_version=pack_version,
-        score=spec.risk_score,
-        level=spec.severity,
+        score=spec.risk_score if hit.score is None else hit.score,
+        level=spec.severity if hit.score is None else level_of(hit.score),
         borrower_id=hit.borrower_id,
         loan_id=hit.loan_id,
         event_time=hit.event_time,

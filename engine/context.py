@@ -7,14 +7,14 @@ unknown account or loan is an invalid event, reported as a dead letter.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime, time, timezone
 from typing import Literal
 
 import msgspec
 from msgspec import Struct
 
 from engine.batch import Batch, Raw, dead_letter
-from engine.records import Channel, Loan, Party, Record, SensorKind, SensorReading, Transaction
+from engine.records import Channel, Loan, Party, Record, Relation, SensorKind, SensorReading, Transaction
 from engine.reference import Reference
 from engine.tracing import Trace, Tracer
 
@@ -70,7 +70,29 @@ class SensorView(Struct, frozen=True, kw_only=True):
     weekday: int  # 0 = Monday, for same-weekday baselines
 
 
-View = TxView | SensorView
+class RelationView(Struct, frozen=True, kw_only=True):
+    """A relation record seen as an event (a new guarantee, a new ownership link)."""
+
+    id: str
+    ts: datetime  # valid_from, midnight UTC
+    kind: str
+    src: Party  # guarantee: the guarantor
+    dst: Party  # guarantee: the guaranteed party
+    amount: float | None
+    share: float | None
+    borrower: Party  # the party it tells about: the guaranteed party, else src
+
+
+class PartyView(Struct, frozen=True, kw_only=True):
+    """A party record seen as an event (a new customer, changed identifiers)."""
+
+    id: str
+    ts: datetime  # registered_on, midnight UTC
+    borrower: Party  # the party itself
+    is_borrower: bool
+
+
+View = TxView | SensorView | RelationView | PartyView
 
 
 class UnknownReference(ValueError):
@@ -156,21 +178,43 @@ def _loan_context(tx: Transaction, borrower_id: str, ref: Reference) -> Loan | N
     return latest
 
 
+def enrich_relation(rel: Relation, ref: Reference) -> RelationView:
+    src, dst = ref.parties.get(rel.src), ref.parties.get(rel.dst)
+    if src is None:
+        raise UnknownReference(f"$.src: unknown party {rel.src!r}")
+    if dst is None:
+        raise UnknownReference(f"$.dst: unknown party {rel.dst!r}")
+    return RelationView(
+        id=rel.id, ts=_midnight(rel.valid_from), kind=rel.kind, src=src, dst=dst, amount=rel.amount,
+        share=rel.share, borrower=dst if rel.kind == "guarantee" else src,
+    )
+
+
+def enrich_party(party: Party, ref: Reference) -> PartyView:
+    return PartyView(id=party.id, ts=_midnight(party.registered_on), borrower=party, is_borrower=ref.is_borrower(party.id))
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), timezone.utc)
+
+
+_ENRICH = {Transaction: enrich, SensorReading: enrich_reading, Relation: enrich_relation, Party: enrich_party}
+
+
 def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[View]:
     """Stage 2: attach context; events naming unknown reference data become dead letters."""
     out: Batch[View] = Batch(dead=batch.dead, seen=batch.seen)
     for raw, record in batch.items:
         try:
-            if isinstance(record, Transaction):
-                out.items.append(enrich(record, ref))
-            else:
-                out.items.append(enrich_reading(record, ref))
+            out.items.append(_ENRICH[type(record)](record, ref))
         except UnknownReference as e:
             out.dead.append(dead_letter(raw, f"invalid: {e}"))
     return out
 
 
-STREAM_OF: dict[type, str] = {TxView: "transactions", SensorView: "sensors"}
+STREAM_OF: dict[type, str] = {
+    TxView: "transactions", SensorView: "sensors", RelationView: "relations", PartyView: "parties",
+}
 
 
 def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[View]:

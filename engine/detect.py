@@ -22,7 +22,8 @@ from typing import Any
 from engine.alerts import alert_id, make_alert
 from engine.batch import Batch
 from engine.context import STREAM_OF, View
-from engine.records import Alert
+from engine.records import ACTIVITY_STREAMS, Alert
+from engine.reference import Reference
 from engine.rules.compiler import CompiledRule
 from engine.rules.kinds import Hit
 from engine.rules.pack import Pack
@@ -54,15 +55,16 @@ def split_by_shard(batch: Batch[View], shards: int = SHARDS) -> list[tuple[str, 
 class Detector:
     """Runs whatever pack `current()` returns, so a reload swaps rules between batches."""
 
-    def __init__(self, current: Callable[[], Pack], clock: Callable[[], datetime]):
+    def __init__(self, current: Callable[[], Pack], clock: Callable[[], datetime], ref: Reference):
         self.current = current
         self.clock = clock
+        self.ref = ref
         self._rules_of: tuple[Pack, dict[str, list[CompiledRule]]] | None = None
         self.latest: dict[str, datetime] = {}  # stream -> latest event time seen on this worker
 
     def _by_stream(self, pack: Pack) -> dict[str, list[CompiledRule]]:
         if self._rules_of is None or self._rules_of[0] is not pack:
-            by_stream: dict[str, list[CompiledRule]] = {s: [] for s in STREAM_OF.values()}
+            by_stream: dict[str, list[CompiledRule]] = {s: [] for s in (*STREAM_OF.values(), "alerts")}
             for rule in pack.rules:
                 for stream in rule.observes:
                     by_stream[stream].append(rule)
@@ -79,21 +81,31 @@ class Detector:
         latest = self.latest
         for view in batch.items:
             stream = STREAM_OF[type(view)]
-            if stream not in latest or view.ts > latest[stream]:
+            if stream in ACTIVITY_STREAMS and (stream not in latest or view.ts > latest[stream]):
                 latest[stream] = view.ts
             for rule in by_stream[stream]:
-                for hit in rule.kind.on_event(rule, view, _rule_state(state, rule)):
+                for hit in rule.kind.on_event(rule, view, _rule_state(state, rule), self.ref):
                     hits.append((rule, hit))
         if latest:
             watermark = min(latest.values()) - ALLOWED_LATENESS
             for rule in pack.rules:
                 for hit in rule.kind.on_watermark(rule, watermark, _rule_state(state, rule)):
                     hits.append((rule, hit))
+        alerts = self._alerts(pack, hits, state, now)
+        spreading = by_stream["alerts"]
+        if spreading and alerts:
+            linked = [(rule, hit) for rule in spreading for alert in alerts for hit in rule.kind.spread(rule, alert, self.ref)]
+            alerts += self._alerts(pack, linked, state, now)
+        out.items = alerts
+        return out
+
+    def _alerts(self, pack: Pack, hits: list[tuple[CompiledRule, Hit]], state: dict, now: datetime) -> list[Alert]:
+        alerts = []
         for rule, hit in hits:
             if pack.suppressed(rule.id, hit.borrower_id, hit.loan_id, hit.event_time):
                 continue  # an analyst accepted these alerts until the suppression expires
-            out.items.append(make_alert(rule, pack.version, hit, now, _merged_id(rule, hit, state)))
-        return out
+            alerts.append(make_alert(rule, pack.version, hit, now, _merged_id(rule, hit, state)))
+        return alerts
 
 
 def _rule_state(state: dict, rule: CompiledRule) -> dict:

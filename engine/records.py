@@ -171,7 +171,12 @@ class Label(Struct, frozen=True, kw_only=True):
     hops: int = 0  # intermediaries between disbursement and the violating payment
 
 
-STREAMS: dict[str, type[Record]] = {"transactions": Transaction, "sensors": SensorReading}
+# Event streams. Relations and parties are reference data and events at once: as
+# events they let graph rules look at each new guarantee or party as it arrives.
+STREAMS: dict[str, type[Record]] = {
+    "transactions": Transaction, "sensors": SensorReading, "relations": Relation, "parties": Party,
+}
+ACTIVITY_STREAMS = ("transactions", "sensors")  # the streams whose event time drives deadlines
 REFERENCE: dict[str, type[Record]] = {
     "parties": Party, "accounts": Account, "loans": Loan, "relations": Relation,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from engine.graph import GuaranteeGraph, IdentityIndex
 from engine.records import Account, Collateral, Loan, Party, Record, Relation
 
 # Relations that make a counterparty "related" to a borrower for round-trip
@@ -29,10 +30,13 @@ class Reference:
         self.related: dict[str, set[str]] = defaultdict(set)  # symmetric
         self.known: dict[str, set[str]] = defaultdict(set)  # supply-chain partners
         self.collateral_at: dict[str, tuple[Loan, Collateral]] = {}  # sensor site -> pledge
+        self.guarantees = GuaranteeGraph()
+        self.identities = IdentityIndex()
 
     def add(self, record: Record) -> None:
         if isinstance(record, Party):
             self.parties[record.id] = record
+            self.identities.add(record)
         elif isinstance(record, Account):
             self.accounts[record.id] = record
         elif isinstance(record, Loan):
@@ -61,6 +65,7 @@ class Reference:
 
     def _add_relation(self, rel: Relation) -> None:
         self.relations[rel.id] = rel
+        self.guarantees.add(rel)
         if rel.kind in RELATED_KINDS:
             self.related[rel.src].add(rel.dst)
             self.related[rel.dst].add(rel.src)
@@ -74,3 +79,14 @@ class Reference:
 
     def is_borrower(self, party_id: str) -> bool:
         return party_id in self.loans_by_borrower
+
+    def hidden_relations(self, party_id: str) -> list[tuple[str, str, str]]:
+        """Borrowers sharing a legal representative, address or phone with this
+        borrower that were not declared as related: (other, what, value)."""
+        if not self.is_borrower(party_id):
+            return []
+        declared = self.related.get(party_id, set())
+        return [
+            (other, what, value) for other, what, value in self.identities.shared_with(party_id)
+            if other != party_id and self.is_borrower(other) and other not in declared
+        ]

@@ -203,7 +203,8 @@ class Daemon:
     """`fundwatch run --config` in a subprocess, with its JSON log in a file."""
 
     def __init__(self, tmp: Path, bootstrap: str, topics: dict[str, str], rules: Path, *,
-                 processes: int = 1, snapshot: Path | None = None, extra: str = "", name: str = "daemon"):
+                 processes: int = 1, snapshot: Path | None = None, extra: str = "", name: str = "daemon",
+                 shutdown_timeout: float = 20):
         """`extra`: more lines for the config's [input] section, e.g. "batch_size = 100"."""
         self.tmp, self.processes = tmp, processes
         self.http_port = free_port() if processes == 1 else _free_ports(processes)
@@ -214,7 +215,7 @@ class Daemon:
         self.config.write_text(f"""
 duckdb = "{self.db}"
 rules = "{rules}"
-shutdown_timeout = 20
+shutdown_timeout = {shutdown_timeout}
 
 [kafka]
 bootstrap_servers = "{bootstrap}"

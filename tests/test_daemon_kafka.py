@@ -43,6 +43,7 @@ def test_alerts_topic_and_store_match_a_file_replay(broker, topics, tmp_path, da
     kit.produce_records(broker.bootstrap, t["transactions"], txs, key=kit.borrower_key(b))
 
     messages = kit.alert_messages(broker.bootstrap, t["alerts"], at_least=len(published))
+    _check_endpoint(daemon, expected, len(txs))
     assert daemon.terminate() == 0
     by_id = {m["id"]: m for m in messages}
     assert set(by_id) == published  # shadow alerts are never published
@@ -78,3 +79,21 @@ def test_reference_update_on_a_topic_applies_to_later_events(broker, topics, tmp
     assert alert["evidence"]["event_ids"] == ["cash-L9-again"]
     assert daemon.metric("fundwatch_reference_in_total", kind="loans") == 1
     assert daemon.terminate() == 0
+
+
+def _check_endpoint(daemon: kit.Daemon, expected: dict[str, dict], events: int) -> None:
+    assert daemon.get("/healthz") == (200, "ok\n") and daemon.get("/readyz") == (200, "ready\n")
+    assert daemon.get("/nope")[0] == 404
+    m = daemon.metric
+    assert m("fundwatch_events_in_total", stream="transactions") == events
+    for rule in {v["rule_id"] for v in expected.values()}:
+        mine = [v for v in expected.values() if v["rule_id"] == rule]
+        level, shadow = mine[0]["level"], mine[0]["shadow"]
+        published = "false" if shadow else "true"
+        assert m("fundwatch_alerts_total", rule=rule, level=level, published=published) == len(mine), rule
+    published = sum(not v["shadow"] for v in expected.values())
+    assert m("fundwatch_alert_delay_seconds_count", stage="publish") == published
+    assert m("fundwatch_pack_info", pack="daemon_test", version="1") == 1
+    assert m("fundwatch_broker_up") == 1 and m("fundwatch_ready") == 1
+    assert m("fundwatch_consumer_lag") == 0  # every partition read to its end
+    assert m("fundwatch_dead_letters_total") == 0

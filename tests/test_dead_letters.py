@@ -72,4 +72,4 @@ def test_every_bad_row_is_a_dead_letter_with_reason_and_source(tmp_path):
     # event (same alert id), the CSV row c1 is a new cash-out
     alerts = store.alerts(rule="CO-001")
     assert {tuple(msgspec.json.decode(a["evidence"])["event_ids"]) for a in alerts} == {("t-cash",), ("c1",)}
-    assert result.stats.events == len(tinybank.CASES) + len(lines) + 4 + 3
+    assert result.stats.events == tinybank.REFERENCE_EVENTS + len(tinybank.CASES) + len(lines) + 4 + 3

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def pack(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "rules" / "post_loan", tmp_path / "post_loan")
     shutil.copytree(ROOT / "rules" / "lists", tmp_path / "lists")
+    shutil.copytree(ROOT / "rules" / "filters", tmp_path / "filters")
     return tmp_path / "post_loan"
 
 
@@ -56,7 +57,7 @@ def test_default_pack_loads():
          "PV-001.yaml:22:25: unknown selection 'prohibted' (did you mean 'prohibited'?) [PV-001]"),
         ("PV-001.yaml", "$list:prohibited_sectors", "$list:prohibited_sector",
          "PV-001.yaml:20:40: unknown list 'prohibited_sector' (did you mean 'prohibited_sectors'?) [PV-001]"),
-        ("LO-001.yaml", "version: 1\n", "version: one\n",
+        ("LO-001.yaml", "version: 2\n", "version: one\n",
          "LO-001.yaml:3:10: expected `int`, got `str` (at 'version') [LO-001]"),
         ("LO-001.yaml", "severity: high", "severity: hihg",
          "LO-001.yaml:5:11: invalid enum value 'hihg' (at 'severity') [LO-001]"),

@@ -49,9 +49,13 @@ def tx(tid: str, days: float, frm: str, to: str, amount: float, channel: str = "
                        amount=amount, channel=channel, **kw)
 
 
+# parties and relations files are replayed as events too (graph rules look at them)
+REFERENCE_EVENTS = len(PARTIES) + len(RELATIONS)
+
 # (transaction, rules expected to fire on it)
 CASES: list[tuple[Transaction, set[str]]] = [
-    (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), set()),
+    # no repayment follows the disbursement: MR-002 fires once event time passes day 45
+    (tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"), {"MR-002"}),
     (tx("t-contract", 1, "D1", "A-S1", 600_000), set()),  # large, but to the contracted payee
     # large, to a declared supply-chain partner: not unknown, but not in the contract either
     (tx("t-partner", 2, "D1", "A-S2", 320_000), {"EP-001"}),

@@ -17,15 +17,27 @@ from typing import Any
 
 import msgspec
 
-from engine.context import SensorView, TxView
+from engine.context import PartyView, RelationView, SensorView, TxView
 from engine.rules import condition as cond
 from engine.rules.errors import Problem, RuleError
 from engine.rules.fields import Field, UnknownField, resolve
-from engine.rules.kinds import AbsenceKind, AggregateKind, BaselineKind, BaselineMeasures, Kind, MeasureSpec
+from engine.records import Alert
+from engine.rules.kinds import AbsenceKind, AggregateKind, BaselineKind, BaselineMeasures, GraphKind, Kind, MeasureSpec
 from engine.rules.source import Located
 from engine.rules.spec import RuleSpec, duration
 
-VIEWS: dict[str, type] = {"transactions": TxView, "sensors": SensorView}
+VIEWS: dict[str, type] = {
+    "transactions": TxView, "sensors": SensorView, "relations": RelationView, "parties": PartyView, "alerts": Alert,
+}
+GRAPH_STREAM = {
+    "guarantee_circle": "relations", "guarantee_chain": "relations", "guarantor_exposure": "relations",
+    "hidden_related": "parties", "contagion": "alerts",
+}
+GRAPH_VALUES = {
+    "guarantee_circle": {"size", "members"}, "guarantee_chain": {"length", "members"},
+    "guarantor_exposure": {"exposure", "net_assets", "ratio", "members"}, "hidden_related": {"shared", "members"},
+    "contagion": {"party", "steps", "linked_score"},
+}
 MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists")
 _NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
 _STR_OPS = {"startswith", "re"}
@@ -188,7 +200,7 @@ class _Compiler:
     def kind(self) -> tuple[Kind, set[str]]:
         """The kind's evaluator and the extra names its summary may use."""
         spec = self.spec
-        sections = {"aggregate": spec.aggregate, "absence": spec.absence, "baseline": spec.baseline}
+        sections = {"aggregate": spec.aggregate, "absence": spec.absence, "baseline": spec.baseline, "graph": spec.graph}
         for name, section in sections.items():
             if section is not None and name != spec.kind:
                 self.fail((name,), f"a '{name}' section needs kind: {name} (this rule is kind: {spec.kind})", key=True)
@@ -213,6 +225,15 @@ class _Compiler:
                 self.getter(("baseline", "value"), b.value), b.compare == "same_weekday",
                 b.history, b.min_history, having, b.sustained,
             ), {"baseline", "ratio", "deviation"}
+        if spec.kind == "graph":
+            g = spec.graph
+            wanted = GRAPH_STREAM[g.check]
+            if spec.applies_to.stream != wanted:
+                self.fail(("applies_to", "stream"), f"check {g.check} runs on the {wanted} stream")
+            return GraphKind(g.check, g.max_len, g.min_len, g.max_fanout, g.exposure_ratio, g.depth, g.decay), \
+                GRAPH_VALUES[g.check]
+        if spec.applies_to.stream == "alerts":
+            self.fail(("applies_to", "stream"), "only graph rules with check: contagion run on alerts")
         return Kind(), set()
 
     def aggregate(self, agg) -> AggregateKind:

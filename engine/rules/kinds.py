@@ -13,6 +13,9 @@ for recovery.
   when the worker's event-time watermark passes the deadline.
 - baseline: a value against the entity's own rolling or same-weekday history;
   points that break the baseline are kept out of it (protect on anomaly).
+- graph: a bounded search in the guarantee graph or the identity index for
+  each new relation or party (circles, chains, over-exposure, hidden related
+  parties), or, for contagion, from each alert of a risky party.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Hit:
     conditions: list[str]
     summary: str
     path: list[str] = field(default_factory=list)  # a money route or a graph path
+    score: int | None = None  # None: the rule's risk_score (contagion decays it)
 
 
 class BaselineMeasures(Struct, frozen=True):
@@ -58,7 +62,7 @@ class BaselineMeasures(Struct, frozen=True):
 class Kind:
     """Match: the event is the finding."""
 
-    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+    def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         m = rule.evaluate(view)
         if m is None:
             return []
@@ -91,7 +95,7 @@ class AggregateKind(Kind):
     having: Predicate
     measure_type: type
 
-    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+    def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         m = rule.evaluate(view)
         if m is None:
             return []
@@ -160,7 +164,7 @@ class AbsenceKind(Kind):
     recurring: bool
     require_activity: str | None
 
-    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+    def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         active = state.setdefault("active", {})
         stream = type(view).__name__
         active[(view.borrower.id, stream)] = max(view.ts, active.get((view.borrower.id, stream), view.ts))
@@ -224,7 +228,7 @@ class BaselineKind(Kind):
     having: Predicate
     sustained: int
 
-    def on_event(self, rule: Any, view: Any, state: dict) -> list[Hit]:
+    def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         m = rule.evaluate(view)
         value = self.value(view) if m is not None else None
         if value is None:
@@ -257,3 +261,81 @@ class BaselineKind(Kind):
         summary = rule.summary(view, {"baseline": mean, "ratio": measures.ratio, "deviation": measures.deviation})
         return [Hit(key, slot["run"][0], slot["run"][-EVIDENCE_EVENTS:], view.ts, view.borrower.id,
                     loan.id if loan is not None else None, values, m.conditions, summary)]
+
+
+@dataclass
+class GraphKind(Kind):
+    check: str
+    max_len: int
+    min_len: int
+    max_fanout: int
+    exposure_ratio: float
+    depth: int
+    decay: float
+
+    def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
+        m = rule.evaluate(view)
+        if m is None:
+            return []
+        graph = ref.guarantees
+        if self.check == "hidden_related":
+            return [self._hit(rule, view, m, sorted((view.id, other)), [view.id, other],
+                              [f"{view.id} and {other} share {what} {value!r} but are not declared related"],
+                              {"shared": what})
+                    for other, what, value in ref.hidden_relations(view.id)]
+        if view.kind != "guarantee":
+            return []
+        src, dst = view.src.id, view.dst.id
+        if self.check == "guarantor_exposure":
+            given, assets = graph.exposure(src), view.src.net_assets
+            if not assets or given / assets <= self.exposure_ratio:
+                return []
+            values = {"exposure": round(given, 2), "net_assets": assets, "ratio": round(given / assets, 2)}
+            lines = [f"{src} guarantees {other} for {d['amount']:.2f} ({', '.join(d['relations'])})"
+                     for other, d in sorted(graph.gives(src).items())]
+            return [self._hit(rule, view, m, [src], graph.relations_on([src, dst]), lines, values, src)]
+        if self.check == "guarantee_circle":
+            path = graph.cycle_through(src, dst, self.max_len, self.max_fanout)
+            if path is None:
+                return []
+            return [self._hit(rule, view, m, sorted(set(path)), graph.relations_on(path),
+                              _guarantee_lines(graph, path), {"size": len(path) - 1})]
+        if graph.cycle_through(src, dst, self.max_len, self.max_fanout) is not None:
+            return []  # a circle read round is not a chain (the circle check reports it)
+        path = graph.chain_through(src, dst, self.max_len, self.max_fanout)
+        if len(path) - 1 < self.min_len:
+            return []
+        return [self._hit(rule, view, m, path, graph.relations_on(path), _guarantee_lines(graph, path),
+                          {"length": len(path) - 1})]
+
+    def _hit(self, rule: Any, view: Any, m: Any, members: list[str], event_ids: list[str], path: list[str],
+             values: dict, entity: str | None = None) -> Hit:
+        """One finding per circle, chain or pair however many records reveal it: the key is its members."""
+        key = "/".join(sorted(set(members)))
+        summary = rule.summary(view, {**values, "members": ", ".join(members)})
+        return Hit(key, key, event_ids, view.ts, entity or min(members), None, {**m.values, **values},
+                   m.conditions, summary, path)
+
+    def spread(self, rule: Any, alert: Any, ref: Any) -> list[Hit]:
+        """Contagion: linked findings for the guarantors and guaranteed parties of a risky party."""
+        if rule.evaluate(alert) is None:
+            return []
+        hits = []
+        for path in ref.guarantees.contagion(alert.borrower_id, self.depth, self.max_fanout):
+            party = path[0] if path[-1] == alert.borrower_id else path[-1]
+            steps = len(path) - 1
+            score = round(alert.score * self.decay ** steps)
+            values = {"source_alert": alert.id, "source_rule": alert.rule_id, "steps": steps}
+            summary = rule.summary(alert, {"party": party, "steps": steps, "linked_score": score})
+            hits.append(Hit(party, alert.id, ref.guarantees.relations_on(path), alert.event_time, party,
+                            alert.loan_id, values, [alert.rule_id], summary,
+                            _guarantee_lines(ref.guarantees, path), score))
+        return hits
+
+
+def _guarantee_lines(graph: Any, path: list[str]) -> list[str]:
+    lines = []
+    for a, b in zip(path, path[1:]):
+        edge = graph.gives(a).get(b, {})
+        lines.append(f"{a} guarantees {b} for {edge.get('amount') or 0:.2f} ({', '.join(edge.get('relations', []))})")
+    return lines

@@ -7,7 +7,7 @@ fund tracing and detect, and counts the alerts of the rule under test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -68,8 +68,8 @@ def _run_one(pack: Pack, rule: CompiledRule, test: RuleTest, base: dict) -> Test
         ref = _reference(base, test.context)
     except (msgspec.ValidationError, KeyError) as e:
         return TestOutcome(rule.id, test.name, False, f"bad test context: {e}")
-    only = replace(pack, rules=(rule,))
-    detector = Detector(lambda: only, lambda: datetime(2000, 1, 1, tzinfo=timezone.utc))
+    # the whole pack runs (a contagion rule needs the alerts of others); only this rule's alerts count
+    detector = Detector(lambda: pack, lambda: datetime(2000, 1, 1, tzinfo=timezone.utc), ref)
     state: dict = {}
     tracer = Tracer()
     alerts = []

@@ -18,7 +18,8 @@ class Strict(Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=Tru
 
 
 class AppliesTo(Strict, kw_only=True):
-    stream: Literal["transactions", "sensors"]
+    # relations and parties: reference records as they arrive; alerts: other rules' alerts
+    stream: Literal["transactions", "sensors", "relations", "parties", "alerts"]
     where: dict[str, Any] = {}
 
 
@@ -72,6 +73,18 @@ class Absence(Strict, kw_only=True):
     require_activity: Literal["transactions", "sensors"] | None = None
 
 
+class GraphCheck(Strict, kw_only=True):
+    """A bounded search in the guarantee or identity graph, run for each new record."""
+
+    check: Literal["guarantee_circle", "guarantee_chain", "guarantor_exposure", "hidden_related", "contagion"]
+    max_len: Annotated[int, Meta(ge=2, le=20)] = 6  # largest circle, longest chain searched
+    min_len: Annotated[int, Meta(ge=2)] = 5  # chain: guarantees in a chain worth an alert
+    max_fanout: Annotated[int, Meta(ge=1)] = 200
+    exposure_ratio: Annotated[float, Meta(gt=0)] = 2.0  # guarantees given / net assets
+    depth: Annotated[int, Meta(ge=1, le=4)] = 2  # contagion: guarantee steps from the risky party
+    decay: Annotated[float, Meta(gt=0, le=1)] = 0.5  # contagion: score factor per step
+
+
 class Baseline(Strict, kw_only=True):
     key: list[str]
     value: str
@@ -100,7 +113,7 @@ class RuleSpec(Strict, kw_only=True):
     status: Literal["experimental", "test", "stable", "deprecated"]
     severity: Level
     risk_score: Annotated[int, Meta(ge=0, le=100)]
-    kind: Literal["match", "aggregate", "absence", "baseline"] = "match"
+    kind: Literal["match", "aggregate", "absence", "baseline", "graph"] = "match"
     tags: list[str] = []
     owner: str | None = None
     description: str | None = None
@@ -111,6 +124,7 @@ class RuleSpec(Strict, kw_only=True):
     aggregate: Aggregate | None = None
     absence: Absence | None = None
     baseline: Baseline | None = None
+    graph: GraphCheck | None = None
     exceptions: list[Exception_] = []
     output: Output
     tests: list[RuleTest] = []
