@@ -108,15 +108,19 @@ class _Partition(StatelessSinkPartition[Batch[Alert]]):
         self.producer = Producer(self.sink.producer_config())
 
     def _produce(self, topic: str, key: bytes, value: bytes, headers: list, callback) -> None:
+        refused = 0
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers, on_delivery=callback)
                 return
             except BufferError:  # local queue full: serve reports, then try again
                 self.producer.poll(0.1)
-            except KafkaException as e:
-                log.error("produce_refused", topic=topic, error=e.args[0].name())
-                time.sleep(0.5)
+            except KafkaException as e:  # refused before sending (unknown topic, too large, ...)
+                refused += 1
+                metrics.DELIVERY_RETRIES.labels(topic=topic).inc()
+                if refused == 1 or refused % 20 == 0:
+                    log.error("produce_refused", topic=topic, error=e.args[0].name(), attempts=refused)
+                self.producer.poll(min(0.25 * refused, 5.0))  # on SIGTERM the shutdown deadline ends this
 
     def _count(self, confirmed: list) -> None:
         if not confirmed:
