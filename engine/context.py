@@ -19,7 +19,7 @@ from engine.reference import Reference
 from engine.tracing import Trace, Tracer
 
 
-class TxView(Struct, frozen=True, kw_only=True):
+class TxView(Struct, frozen=True, kw_only=True, gc=False):  # no cycles: skip GC tracking
     # the event
     id: str
     ts: datetime

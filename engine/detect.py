@@ -78,18 +78,19 @@ class Detector:
         out: Batch[Alert] = Batch(dead=batch.dead, seen=batch.seen)
         now = self.clock()
         hits: list[tuple[CompiledRule, Hit]] = []
+        own = {rule: state.setdefault(rule.state_key, {}) for rule in pack.rules}
         latest = self.latest
         for view in batch.items:
             stream = STREAM_OF[type(view)]
             if stream in ACTIVITY_STREAMS and (stream not in latest or view.ts > latest[stream]):
                 latest[stream] = view.ts
             for rule in by_stream[stream]:
-                for hit in rule.kind.on_event(rule, view, _rule_state(state, rule), self.ref):
+                for hit in rule.kind.on_event(rule, view, own[rule], self.ref):
                     hits.append((rule, hit))
         if latest:
             watermark = min(latest.values()) - ALLOWED_LATENESS
             for rule in pack.rules:
-                for hit in rule.kind.on_watermark(rule, watermark, _rule_state(state, rule)):
+                for hit in rule.kind.on_watermark(rule, watermark, own[rule]):
                     hits.append((rule, hit))
         alerts = self._alerts(pack, hits, state, now)
         spreading = by_stream["alerts"]
@@ -106,11 +107,6 @@ class Detector:
                 continue  # an analyst accepted these alerts until the suppression expires
             alerts.append(make_alert(rule, pack.version, hit, now, _merged_id(rule, hit, state)))
         return alerts
-
-
-def _rule_state(state: dict, rule: CompiledRule) -> dict:
-    # a new version of a rule starts from empty state: its windows may mean something else
-    return state.setdefault(f"{rule.id}@{rule.spec.version}", {})
 
 
 def _merged_id(rule: CompiledRule, hit: Hit, state: dict) -> str | None:

@@ -177,6 +177,7 @@ STREAMS: dict[str, type[Record]] = {
     "transactions": Transaction, "sensors": SensorReading, "relations": Relation, "parties": Party,
 }
 ACTIVITY_STREAMS = ("transactions", "sensors")  # the streams whose event time drives deadlines
+EVENT_TIME = {"transactions": "ts", "sensors": "ts", "relations": "valid_from", "parties": "registered_on"}
 REFERENCE: dict[str, type[Record]] = {
     "parties": Party, "accounts": Account, "loans": Loan, "relations": Relation,
 }

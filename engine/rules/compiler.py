@@ -54,7 +54,7 @@ class Match:
     summary: str
 
 
-@dataclass
+@dataclass(eq=False)  # identity: rules key per-batch lookups
 class CompiledRule:
     spec: RuleSpec
     file: str
@@ -87,13 +87,18 @@ class CompiledRule:
         return duration(self.spec.output.suppress_for) if self.spec.output.suppress_for else None
 
     def in_scope(self, view: Any) -> bool:
-        return (
-            self.applies(view) and self.condition(view) and not any(pred(view) for _, pred in self.exceptions)
-        )
+        return self.applies(view) and self.condition(view) and not (self.exceptions and self._excepted(view))
 
-    def evaluate(self, view: Any) -> Match | None:
-        if not self.in_scope(view):
-            return None
+    def _excepted(self, view: Any) -> bool:
+        return any(pred(view) for _, pred in self.exceptions)
+
+    @property
+    def state_key(self) -> str:
+        # a new version of a rule starts from empty state: its windows may mean something else
+        return f"{self.spec.id}@{self.spec.version}"
+
+    def explain(self, view: Any) -> Match:
+        """What held and what was read, for an event in scope that produced a finding."""
         held = [name for name, pred in self.selections.items() if pred(view)]
         values = {f.path: _plain(f.get(view)) for f in self.fields}
         return Match(held, values, self.summary(view, {}))
@@ -289,11 +294,7 @@ class _Compiler:
     def selection(self, path: tuple, body: dict[str, Any], view: type | None = None) -> Predicate:
         preds = [self.entry((*path, key), key, value, view or self.view) for key, value in body.items()]
         preds = [p for p in preds if p is not None]
-        if not preds:
-            return lambda v: True
-        if len(preds) == 1:
-            return preds[0]
-        return lambda v: all(p(v) for p in preds)
+        return _all(preds)
 
     def entry(self, path: tuple, key: str, value: Any, view: type) -> Predicate | None:
         field_path, *mods = key.split("|")
@@ -423,6 +424,22 @@ def _combine(node: cond.Node, selections: dict[str, Predicate]) -> Predicate:
         inner = _combine(node[1], selections)
         return lambda v: not inner(v)
     parts = [_combine(n, selections) for n in node[1]]
-    if op == "and":
-        return lambda v: all(p(v) for p in parts)
-    return lambda v: any(p(v) for p in parts)
+    return _all(parts) if op == "and" else _any(parts)
+
+
+# Folded closures: a rule's tests run on every event, and `all(p(v) for p in ...)`
+# costs a generator per call.
+def _all(preds: list[Predicate]) -> Predicate:
+    if not preds:
+        return lambda v: True
+    if len(preds) == 1:
+        return preds[0]
+    first, rest = preds[0], _all(preds[1:])
+    return lambda v: first(v) and rest(v)
+
+
+def _any(preds: list[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    first, rest = preds[0], _any(preds[1:])
+    return lambda v: first(v) or rest(v)

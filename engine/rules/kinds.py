@@ -63,9 +63,9 @@ class Kind:
     """Match: the event is the finding."""
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
-        m = rule.evaluate(view)
-        if m is None:
+        if not rule.in_scope(view):
             return []
+        m = rule.explain(view)
         loan_id = view.loan.id if view.loan is not None else None
         trace = getattr(view, "trace", None)
         path = route_lines(trace) if trace is not None and trace.hops else []
@@ -96,8 +96,7 @@ class AggregateKind(Kind):
     measure_type: type
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
-        m = rule.evaluate(view)
-        if m is None:
+        if not rule.in_scope(view):
             return []
         key = self.key(view)
         if key is None:
@@ -115,6 +114,7 @@ class AggregateKind(Kind):
         if not self.having(self.measure_type(**values)) or (until is not None and view.ts < until):
             return []
         slot["until"] = start + self.size if self.tumbling else view.ts + self.size
+        m = rule.explain(view)
         loan_id = view.loan.id if getattr(view, "loan", None) is not None else None
         ids = [r[1] for r in rows]
         summary = rule.summary(view, values)
@@ -165,9 +165,12 @@ class AbsenceKind(Kind):
     require_activity: str | None
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
-        active = state.setdefault("active", {})
         stream = type(view).__name__
-        active[(view.borrower.id, stream)] = max(view.ts, active.get((view.borrower.id, stream), view.ts))
+        if self.require_activity:
+            active = state.setdefault("active", {})
+            last = active.get((view.borrower.id, stream))
+            if last is None or view.ts > last:
+                active[(view.borrower.id, stream)] = view.ts
         if stream != _VIEW_OF[rule.stream] or not rule.in_scope(view):
             return []
         key = self.key(view)
@@ -229,8 +232,7 @@ class BaselineKind(Kind):
     sustained: int
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
-        m = rule.evaluate(view)
-        value = self.value(view) if m is not None else None
+        value = self.value(view) if rule.in_scope(view) else None
         if value is None:
             return []
         key = "/".join(str(g(view)) for g in self.keys)
@@ -255,6 +257,7 @@ class BaselineKind(Kind):
         if slot["fired"] or len(slot["run"]) < self.sustained:
             return []
         slot["fired"] = True
+        m = rule.explain(view)
         loan = getattr(view, "loan", None)
         values = {**m.values, "baseline": round(mean, 2), "ratio": round(measures.ratio, 4),
                   "deviation": round(measures.deviation, 2), "points": len(slot["run"])}
@@ -274,12 +277,11 @@ class GraphKind(Kind):
     decay: float
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
-        m = rule.evaluate(view)
-        if m is None:
+        if not rule.in_scope(view):
             return []
         graph = ref.guarantees
         if self.check == "hidden_related":
-            return [self._hit(rule, view, m, sorted((view.id, other)), [view.id, other],
+            return [self._hit(rule, view, sorted((view.id, other)), [view.id, other],
                               [f"{view.id} and {other} share {what} {value!r} but are not declared related"],
                               {"shared": what})
                     for other, what, value in ref.hidden_relations(view.id)]
@@ -293,32 +295,33 @@ class GraphKind(Kind):
             values = {"exposure": round(given, 2), "net_assets": assets, "ratio": round(given / assets, 2)}
             lines = [f"{src} guarantees {other} for {d['amount']:.2f} ({', '.join(d['relations'])})"
                      for other, d in sorted(graph.gives(src).items())]
-            return [self._hit(rule, view, m, [src], graph.relations_on([src, dst]), lines, values, src)]
+            return [self._hit(rule, view, [src], graph.relations_on([src, dst]), lines, values, src)]
         if self.check == "guarantee_circle":
             path = graph.cycle_through(src, dst, self.max_len, self.max_fanout)
             if path is None:
                 return []
-            return [self._hit(rule, view, m, sorted(set(path)), graph.relations_on(path),
+            return [self._hit(rule, view, sorted(set(path)), graph.relations_on(path),
                               _guarantee_lines(graph, path), {"size": len(path) - 1})]
         if graph.cycle_through(src, dst, self.max_len, self.max_fanout) is not None:
             return []  # a circle read round is not a chain (the circle check reports it)
         path = graph.chain_through(src, dst, self.max_len, self.max_fanout)
         if len(path) - 1 < self.min_len:
             return []
-        return [self._hit(rule, view, m, path, graph.relations_on(path), _guarantee_lines(graph, path),
+        return [self._hit(rule, view, path, graph.relations_on(path), _guarantee_lines(graph, path),
                           {"length": len(path) - 1})]
 
-    def _hit(self, rule: Any, view: Any, m: Any, members: list[str], event_ids: list[str], path: list[str],
+    def _hit(self, rule: Any, view: Any, members: list[str], event_ids: list[str], path: list[str],
              values: dict, entity: str | None = None) -> Hit:
         """One finding per circle, chain or pair however many records reveal it: the key is its members."""
         key = "/".join(sorted(set(members)))
+        m = rule.explain(view)
         summary = rule.summary(view, {**values, "members": ", ".join(members)})
         return Hit(key, key, event_ids, view.ts, entity or min(members), None, {**m.values, **values},
                    m.conditions, summary, path)
 
     def spread(self, rule: Any, alert: Any, ref: Any) -> list[Hit]:
         """Contagion: linked findings for the guarantors and guaranteed parties of a risky party."""
-        if rule.evaluate(alert) is None:
+        if not rule.in_scope(alert):
             return []
         hits = []
         for path in ref.guarantees.contagion(alert.borrower_id, self.depth, self.max_fanout):
