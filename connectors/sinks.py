@@ -21,7 +21,8 @@ class RunStats:
     events: int = 0
     alerts_new: int = 0
     dead_new: int = 0
-    by_rule: Counter = field(default_factory=Counter)
+    by_rule: Counter = field(default_factory=Counter)  # distinct alerts: a merged repeat counts once
+    seen: set = field(default_factory=set)
     by_reason: Counter = field(default_factory=Counter)
 
 
@@ -38,7 +39,9 @@ class _StorePartition(StatefulSinkPartition[Batch[Alert], None]):
             self.stats.events += sum(b.seen for b in values)
             self.stats.alerts_new += new_alerts
             self.stats.dead_new += new_dead
-            self.stats.by_rule.update(a.rule_id for a in alerts)
+            fresh = [a for a in alerts if a.id not in self.stats.seen]
+            self.stats.seen.update(a.id for a in fresh)
+            self.stats.by_rule.update(a.rule_id for a in fresh)
             self.stats.by_reason.update(d.reason.split(":")[0] for d in dead)
 
     def snapshot(self) -> None:
@@ -75,11 +78,14 @@ def alert_line(a: Alert) -> str:
 class _PrintPartition(StatelessSinkPartition[Batch[Alert]]):
     def __init__(self, emit: Callable[[str], None]):
         self.emit = emit
+        self.printed: set[str] = set()  # a repeat merged into an alert (same id) is not news
 
     def write_batch(self, items: list[Batch[Alert]]) -> None:
         for batch in items:
             for alert in batch.items:
-                self.emit(alert_line(alert))
+                if alert.id not in self.printed:
+                    self.printed.add(alert.id)
+                    self.emit(alert_line(alert))
 
 
 class ConsoleSink(DynamicSink[Batch[Alert]]):

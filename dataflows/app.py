@@ -60,7 +60,10 @@ def run_flow(
     sinks = [StoreSink(db, stats)] + ([ConsoleSink(emit)] if emit else [])
     flow = build_flow(source, reference, live.current, sinks)
     started = time.perf_counter()
-    cli_main(flow)
+    try:
+        cli_main(flow)
+    except KeyboardInterrupt:
+        log.info("run_interrupted")  # what was stored stays stored; report it
     result = RunResult(live.pack, stats, time.perf_counter() - started)
     log.info(
         "run_finished", events=stats.events, alerts_new=stats.alerts_new,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
+import threading
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
@@ -72,21 +74,23 @@ def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers
         _daemon(ctx, config, processes, process_id, addresses, workers)
         return
     from connectors.files import PacedSource, stream_files
+    from connectors.simbank import MIN_DAYS
     from connectors.simbank import simulate as sim
 
     start = date(2026, 1, 1)
-    horizon = days or 365
+    horizon = max(days, MIN_DAYS) if days else 365
     data = Path(".fundwatch") / f"sim-s{seed}-b{borrowers}-d{horizon}"
     if not (data / "manifest.json").exists():
         click.echo(f"simulating {borrowers} borrowers over {horizon} days into {data} ...")
         sim(seed, borrowers, horizon, data, start=start)
-    until = datetime.combine(start, time(), timezone.utc) + timedelta(days=horizon)
-    source = PacedSource(stream_files(data), speed, until)
-    try:
-        result = app.run_flow(source, data, db, rules, emit=click.echo)
-    except KeyboardInterrupt:
-        click.echo("stopped")
-        return
+    until = datetime.combine(start, time(), timezone.utc) + timedelta(days=days) if days else None
+    if days is None:
+        click.echo(f"feeding {horizon} simulated days, then waiting for more; Ctrl-C stops")
+    stopping = threading.Event()  # Ctrl-C or SIGTERM: stop reading, drain, report
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    source = PacedSource(stream_files(data), speed, until, keep_open=days is None, stopping=stopping)
+    result = app.run_flow(source, data, db, rules, emit=click.echo)
     click.echo("")
     for line in app.summary_lines(result, db):
         click.echo(line)

@@ -21,7 +21,6 @@ for recovery.
 from __future__ import annotations
 
 import bisect
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -242,8 +241,8 @@ class BaselineKind(Kind):
         if len(past) < self.min_history:
             past.append(value)
             return []
-        mean = statistics.fmean(past)
-        spread = statistics.pstdev(past)
+        mean = sum(past) / len(past)
+        spread = (sum((x - mean) ** 2 for x in past) / len(past)) ** 0.5  # statistics.pstdev is exact, and slow
         measures = BaselineMeasures(
             value=float(value), baseline=mean, ratio=value / mean if mean else 1.0,
             deviation=(value - mean) / spread if spread else 0.0,
