@@ -7,6 +7,7 @@ pack is refused if there is any, so a daemon keeps the pack it already has.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -93,7 +94,7 @@ def load_pack(root: Path) -> Pack:
             continue
         digest.update(list_path.read_bytes())
         try:
-            loc = source.load(list_path, str(root / rel))
+            loc = source.load(list_path, os.path.normpath(root / rel))
             for name, body in loc.data.items():
                 try:
                     lists[name] = msgspec.convert(body, ListSpec).items
@@ -119,9 +120,10 @@ def load_pack(root: Path) -> Pack:
             problems.append(loc.problem(("id",), f"rule {rule.id} must be in a file named {rule.id}.yaml", rule.id))
         seen.setdefault(rule.id, str(path))
         rules.append(rule)
-    for sup_path, sup in suppressions:
-        for unknown in sorted(set(sup.rules) - set(seen)):
-            problems.append(Problem(sup_path, 1, 1, f"{sup.id}: suppresses unknown rule {unknown}"))
+    for loc, sup in suppressions:
+        for i, rule_id in enumerate(sup.rules):
+            if rule_id not in seen:
+                problems.append(loc.problem(("rules", i), f"{sup.id}: suppresses unknown rule {rule_id}"))
     if problems:
         raise RuleError(problems)
     return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context,
@@ -129,7 +131,7 @@ def load_pack(root: Path) -> Pack:
 
 
 def filter_files(root: Path, meta: PackSpec) -> list[Path]:
-    return sorted((root / meta.filters).glob("*.yaml")) if meta.filters else []
+    return sorted(Path(os.path.normpath(root / meta.filters)).glob("*.yaml")) if meta.filters else []
 
 
 def _load_filters(root: Path, meta: PackSpec, meta_loc: source.Located, problems: list[Problem], digest) -> list:
@@ -154,7 +156,7 @@ def _load_filters(root: Path, meta: PackSpec, meta_loc: source.Located, problems
         elif (sup.expires - sup.created).days > MAX_SUPPRESSION_DAYS:
             problems.append(loc.problem(("expires",), f"{sup.id}: expires more than {MAX_SUPPRESSION_DAYS} days after it was created"))
         else:
-            out.append((str(path), sup))
+            out.append((loc, sup))
     return out
 
 
