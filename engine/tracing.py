@@ -13,11 +13,14 @@ pays out, the payment is taken from the attributed money before the account's
 own money. For surveillance this is the cautious choice: money that arrived
 from a loan is assumed to be what moves on, so a conduit cannot hide loan money
 behind its own balance. Among the loans' money it holds, the account first
-passes on a receipt the payment matches (the payment is between half and all
-of it: a conduit forwards most of what it got), then the most recent receipts.
-So a busy supplier paid by many borrowers forwards the receipt that matches,
-not whatever arrived last. `share` is the part of the payment that is loan
-money; a payment can carry money of several loans.
+passes on money of a loan whose borrower is the payee or related to it (money
+going back where it came from is taken to be that money), then the receipt the
+payment passes on (the payment is between half and all of it: a conduit
+forwards most of what it got), then the most recent receipts. So a busy
+supplier paid by many borrowers forwards the receipt that matches, not
+whatever arrived last. `share` is the part of the payment that is loan money;
+a payment can carry money of several loans. Loan money below `min_amount` in
+one payment is not followed further.
 
 State is bounded: per account at most `max_parts` attributions (the oldest are
 dropped), and attributions expire with age. Payments to the bank (repayments,
@@ -54,7 +57,7 @@ class Trace(Struct, frozen=True, kw_only=True):
     route: tuple[Hop, ...]  # disbursement to here, this payment last
 
 
-@dataclass
+@dataclass(eq=False)
 class _Part:
     loan_id: str
     borrower_id: str
@@ -71,6 +74,7 @@ class Tracer:
     max_hops: int = 3
     max_age: timedelta = timedelta(days=90)
     max_parts: int = 8
+    min_amount: float = 1000.0  # loan money below this is not followed: crumbs of pro-rata mixing
     parts: dict[str, list[_Part]] = field(default_factory=dict)  # account -> attributions
     swept_at: datetime | None = None  # event time of the last expiry sweep
 
@@ -85,10 +89,12 @@ class Tracer:
         if loan is not None:
             sources = [_Part(loan.id, loan.borrower_id, amount, 0, loan.disbursed_at, ())]
         else:
-            sources = self._take(from_account, amount, ts)
+            sources = self._take(from_account, amount, ts, payee, ref)
         traces = []
         to_bank = ref.parties.get(payee) is not None and ref.parties[payee].kind == "bank"
         for part in sources:
+            if part.amount < self.min_amount:
+                continue
             route = (*part.route, Hop(tx_id, payer, payee, part.amount, ts))
             related = ref.related.get(part.borrower_id, ())
             returned = part.hops >= 1 and (payee == part.borrower_id or payee in related)
@@ -101,30 +107,38 @@ class Tracer:
                 self._give(to_account, _Part(part.loan_id, part.borrower_id, part.amount, hops, part.disbursed_at, route))
         return traces
 
-    def _take(self, account: str, amount: float, ts: datetime) -> list[_Part]:
+    def _take(self, account: str, amount: float, ts: datetime, payee: str, ref: Reference) -> list[_Part]:
         held = self.parts.get(account)
         if not held:
             return []
         live = [p for p in held if ts - p.disbursed_at <= self.max_age]
-        order = live[::-1]  # latest first ...
-        match = next((p for p in order if amount <= p.amount <= 2 * amount), None)
-        if match is not None:  # ... after the receipt this payment passes on
-            order.remove(match)
-            order.insert(0, match)
+        back = [p for p in live if payee == p.borrower_id or payee in ref.related.get(p.borrower_id, ())]
         taken, left = [], amount
-        for part in order:
+        for part in reversed(back):  # money going back where it came from, latest first
             if left <= 0:
                 break
-            used = min(part.amount, left)
-            left -= used
-            taken.append(_Part(part.loan_id, part.borrower_id, used, part.hops, part.disbursed_at, part.route))
-            part.amount -= used
+            left -= self._use(part, min(part.amount, left), taken)
+        rest = [p for p in reversed(live) if p.amount > 1e-6 and p not in back]  # latest first ...
+        match = next((p for p in rest if left <= p.amount <= 2 * left), None)
+        if match is not None:  # ... after the receipt this payment passes on
+            rest.remove(match)
+            rest.insert(0, match)
+        for part in rest:
+            if left <= 0:
+                break
+            left -= self._use(part, min(part.amount, left), taken)
         keep = [p for p in live if p.amount > 1e-6]
         if keep:
             self.parts[account] = keep
         else:
             del self.parts[account]
         return taken
+
+    @staticmethod
+    def _use(part: _Part, used: float, taken: list[_Part]) -> float:
+        part.amount -= used
+        taken.append(_Part(part.loan_id, part.borrower_id, used, part.hops, part.disbursed_at, part.route))
+        return used
 
     def _give(self, account: str, part: _Part) -> None:
         held = self.parts.setdefault(account, [])

@@ -41,6 +41,23 @@ def test_loan_money_is_spent_first_and_oldest_first():
     assert trace.amount == 200_000
 
 
+def test_a_conduit_passes_on_the_receipt_its_payment_matches():
+    ref, tracer = reference(), Tracer()
+    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
+    tracer.parts["A-S1"].insert(0, tracer.parts["A-S1"][0].__class__("L9", "N1", 2_000_000, 1, T0, ()))
+    # 280,000 out: it matches B1's 300,000 receipt, not the other loan's 2,000,000
+    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 280_000))
+    assert trace.loan_id == "L1" and trace.amount == 280_000
+
+
+def test_money_going_back_to_the_borrower_is_taken_to_be_its_own_loan_money():
+    ref, tracer = reference(), Tracer()
+    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
+    tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 250_000, 1, T0, ()))
+    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-F1", 250_000))  # F1 is B1's family
+    assert trace.loan_id == "L1" and trace.returned
+
+
 def test_hop_bound_stops_the_trace():
     ref, tracer = reference(), Tracer(max_hops=2)
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 100_000))
