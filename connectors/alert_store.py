@@ -65,6 +65,7 @@ _DEAD_COLUMNS = {
     "id": pl.Utf8, "stream": pl.Utf8, "source": pl.Utf8, "position": pl.Utf8,
     "reason": pl.Utf8, "payload": pl.Utf8, "stored_at": pl.Datetime("us", "UTC"),
 }
+_JSON_COLUMNS = {"model_versions", "evidence"}
 _json = msgspec.json.Encoder()
 
 
@@ -137,26 +138,12 @@ class AlertStore:
 
 
 def _alert_frame(alerts: Sequence[Alert]) -> pl.DataFrame:
-    return pl.DataFrame(
-        {
-            "id": [a.id for a in alerts],
-            "rule_id": [a.rule_id for a in alerts],
-            "rule_version": [a.rule_version for a in alerts],
-            "pack_version": [a.pack_version for a in alerts],
-            "model_versions": [_json.encode(a.model_versions).decode() for a in alerts],
-            "score": [a.score for a in alerts],
-            "level": [a.level for a in alerts],
-            "borrower_id": [a.borrower_id for a in alerts],
-            "loan_id": [a.loan_id for a in alerts],
-            "event_time": [a.event_time for a in alerts],
-            "detected_at": [a.detected_at for a in alerts],
-            "summary": [a.summary for a in alerts],
-            "evidence": [_json.encode(a.evidence).decode() for a in alerts],
-            "shadow": [a.shadow for a in alerts],
-            "status": [a.status for a in alerts],
-        },
-        schema=_ALERT_COLUMNS,
-    )
+    def column(name: str) -> list:
+        if name in _JSON_COLUMNS:
+            return [_json.encode(getattr(a, name)).decode() for a in alerts]
+        return [getattr(a, name) for a in alerts]
+
+    return pl.DataFrame({name: column(name) for name in _ALERT_COLUMNS}, schema=_ALERT_COLUMNS)
 
 
 def _dead_frame(dead: Sequence[DeadLetter]) -> pl.DataFrame:

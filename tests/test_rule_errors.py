@@ -73,6 +73,13 @@ def test_problem_is_reported_at_its_place(pack, file, old, new, expected):
     assert any(p.startswith(expected) for p in found), found
 
 
+def test_rule_without_tests_is_refused_at_its_id(pack):
+    rule = pack / "CO-001.yaml"
+    text = rule.read_text()
+    rule.write_text(text[: text.index("tests:")])
+    assert problems(pack) == ["CO-001.yaml:1:5: rule needs embedded tests: one that fires and one that does not [CO-001]"]
+
+
 def test_every_problem_of_every_file_is_collected(pack):
     edit(pack / "PV-001.yaml", "counterparty.sector|in", "counterparty.sectr|in")
     edit(pack / "CO-001.yaml", "amount|gte", "amount|gtee")
