@@ -49,19 +49,26 @@ def run_flow(
     rules: Path = DEFAULT_RULES,
     emit: Callable[[str], None] | None = None,
     reload_interval: float = 1.0,
+    process_id: int | None = None,
+    addresses: list[str] | None = None,
 ) -> RunResult:
+    """Run the flow to the end of `source`. With `process_id` and `addresses` this
+    process is one of a Bytewax cluster; process 0 owns the DuckDB file (and the
+    run's statistics: the others report only their own console lines)."""
     reference = load_reference(reference_dir)
     live = LivePack(rules, reload_interval, on_load=_pack_loaded, on_error=_pack_refused)
-    store = AlertStore(db)
+    owner = not process_id
     pack = live.pack
-    store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
-    store.close()  # the flow's store sink is the one writer from here on
+    if owner:
+        store = AlertStore(db)
+        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
+        store.close()  # the flow's store sink is the one writer from here on
     stats = RunStats()
-    sinks = [StoreSink(db, stats)] + ([ConsoleSink(emit)] if emit else [])
+    sinks = [StoreSink(db, stats, owner=owner)] + ([ConsoleSink(emit)] if emit else [])
     flow = build_flow(source, reference, live.current, sinks)
     started = time.perf_counter()
     try:
-        cli_main(flow)
+        cli_main(flow, process_id=process_id, addresses=addresses)
     except KeyboardInterrupt:
         log.info("run_interrupted")  # what was stored stays stored; report it
     result = RunResult(live.pack, stats, time.perf_counter() - started)

@@ -101,13 +101,20 @@ def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers
               help="Directory with reference Parquet files and event files (transactions.*, sensors.*).")
 @click.option("--labels/--no-labels", default=True, help="Score against DATA/labels.parquet if present.")
 @click.option("--print-alerts", is_flag=True, help="Print every alert as it fires.")
+@click.option("-i", "--process-id", type=int, default=None, help="This process's index in a cluster.")
+@click.option("-a", "--addresses", default=None, help='Every cluster process as "host:port;host:port".')
 @DB
 @RULES
-def replay(data: Path, labels: bool, print_alerts: bool, db: Path, rules: Path) -> None:
-    """Replay event files through the same flow the daemon runs."""
+def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None, addresses: str | None,
+           db: Path, rules: Path) -> None:
+    """Replay event files through the same flow the daemon runs (one file per
+    input partition: a cluster splits the files between its workers)."""
     from connectors.files import FileSource, stream_files
 
-    result = app.run_flow(FileSource(stream_files(data)), data, db, rules, emit=click.echo if print_alerts else None)
+    result = app.run_flow(FileSource(stream_files(data)), data, db, rules, emit=click.echo if print_alerts else None,
+                          process_id=process_id, addresses=addresses.split(";") if addresses else None)
+    if process_id:
+        return  # process 0 owns the store and reports
     for line in app.summary_lines(result, db):
         click.echo(line)
     labels_path = data / "labels.parquet"

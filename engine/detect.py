@@ -6,10 +6,13 @@ shards and a shard's events travel as one batch: keying single events would
 cost the stream engine's per-item overhead on every event.
 
 Time inside detection is event time only. The watermark drives absence
-deadlines: for each stream the latest event time this worker has seen, the
-earliest of those, less the allowed lateness. Taking the earliest keeps a stream
-that runs ahead (a replayed sensor file read before the payments) from firing
-deadlines the slower stream could still meet.
+deadlines: per shard, for each stream the latest event time of the shard's own
+events, the earliest of those, less the allowed lateness. Per shard, because
+the stream engine may hand a worker one shard's events of a whole epoch before
+another's; the earliest stream, so that a stream read ahead (a replayed sensor
+file read before the payments) does not fire deadlines the slower one could
+still meet. A deadline is also proven by the next event of its key arriving
+after it (see engine.rules.kinds.AbsenceKind).
 """
 
 from __future__ import annotations
@@ -60,7 +63,6 @@ class Detector:
         self.clock = clock
         self.ref = ref
         self._rules_of: tuple[Pack, dict[str, list[CompiledRule]]] | None = None
-        self.latest: dict[str, datetime] = {}  # stream -> latest event time seen on this worker
 
     def _by_stream(self, pack: Pack) -> dict[str, list[CompiledRule]]:
         if self._rules_of is None or self._rules_of[0] is not pack:
@@ -79,7 +81,7 @@ class Detector:
         now = self.clock()
         hits: list[tuple[CompiledRule, Hit]] = []
         own = {rule: state.setdefault(rule.state_key, {}) for rule in pack.rules}
-        latest = self.latest
+        latest = state.setdefault("_latest", {})  # stream -> latest event time in this shard
         for view in batch.items:
             stream = STREAM_OF[type(view)]
             if stream in ACTIVITY_STREAMS and (stream not in latest or view.ts > latest[stream]):

@@ -33,6 +33,7 @@ from engine.tracing import route_lines
 Getter = Callable[[Any], Any]
 Predicate = Callable[[Any], bool]
 EVIDENCE_EVENTS = 50  # event ids kept on one alert
+ACTIVITY_MEMORY = timedelta(days=60)
 
 
 @dataclass
@@ -165,11 +166,15 @@ class AbsenceKind(Kind):
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         stream = type(view).__name__
-        if self.require_activity:
-            active = state.setdefault("active", {})
-            last = active.get((view.borrower.id, stream))
-            if last is None or view.ts > last:
-                active[(view.borrower.id, stream)] = view.ts
+        if self.require_activity and stream == _VIEW_OF[self.require_activity]:
+            # the hours the borrower was active, for ACTIVITY_MEMORY: long enough for a
+            # deadline to be checked even when this stream runs weeks ahead of the other
+            hour = view.ts.replace(minute=0, second=0, microsecond=0)
+            seen = state.setdefault("active", {}).setdefault(view.borrower.id, [])
+            if hour not in seen[-3:]:
+                bisect.insort(seen, hour)
+            while seen[0] < seen[-1] - ACTIVITY_MEMORY:
+                seen.pop(0)
         if stream != _VIEW_OF[rule.stream] or not rule.in_scope(view):
             return []
         key = self.key(view)
@@ -208,9 +213,11 @@ class AbsenceKind(Kind):
         hits = []
         for key, t in due:
             if self.require_activity:
-                last = state.get("active", {}).get((t["borrower_id"], _VIEW_OF[self.require_activity]))
-                if last is None or last <= t["start_ts"]:
-                    continue  # the borrower went quiet everywhere: real inactivity, not this signal
+                seen = state.get("active", {}).get(t["borrower_id"], [])
+                start = t["start_ts"].replace(minute=0, second=0, microsecond=0)
+                i = bisect.bisect_right(seen, start)
+                if i == len(seen) or seen[i] > t["deadline"]:
+                    continue  # the borrower went quiet everywhere meanwhile: real inactivity, not this signal
             hits.append(Hit(key, t["start_id"], [t["start_id"]], t["deadline"], t["borrower_id"], t["loan_id"],
                             {"last_seen": t["start_ts"].isoformat(), "deadline": t["deadline"].isoformat()},
                             ["start", "no expected event"], t["summary"]))
