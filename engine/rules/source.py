@@ -80,8 +80,14 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return value
 
 
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+
+
 def _build(node: yaml.Node, path: Path_, marks: dict, name: str) -> Any:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if node.tag not in _PLAIN_TAGS:  # `!!python/...` and friends: rules are data, never code
+        m = node.start_mark
+        raise RuleError([Problem(name, m.line + 1, m.column + 1, f"YAML tags are not allowed here ({node.tag})")])
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
     if isinstance(node, yaml.SequenceNode):
