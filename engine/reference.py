@@ -58,7 +58,7 @@ class Reference:
         self.loan_by_account[loan.disbursement_account] = loan
         by_borrower = self.loans_by_borrower[loan.borrower_id]
         by_borrower.append(loan)
-        by_borrower.sort(key=lambda l: l.disbursed_at)
+        by_borrower.sort(key=lambda loan_: loan_.disbursed_at)
         for pledge in loan.collateral:
             if pledge.site_id is not None:
                 self.collateral_at[pledge.site_id] = (loan, pledge)

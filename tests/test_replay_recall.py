@@ -14,7 +14,6 @@ from dataflows import app
 from engine.patterns import PATTERNS
 
 
-
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory):
     data = tmp_path_factory.mktemp("bank")

@@ -18,9 +18,9 @@ import polars as pl
 
 from engine.records import Account, Label, Loan, Party, Relation, SensorReading, Transaction
 
-from .labels import LabelRow
 from .events import CHANNELS, MCCS, MEMOS, TxBuffer
 from .horizon import Horizon
+from .labels import LabelRow
 from .reference import PURPOSE_TERM_DAYS, World
 from .schema import DATETIME, schema
 from .sensors import KINDS, SensorGrid

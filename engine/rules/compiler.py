@@ -18,11 +18,12 @@ from typing import Any
 import msgspec
 
 from engine.context import PartyView, RelationView, SensorView, TxView
+from engine.records import Alert
 from engine.rules import condition as cond
 from engine.rules.errors import Problem, RuleError
 from engine.rules.fields import Field, UnknownField, resolve
-from engine.records import Alert
 from engine.rules.kinds import AbsenceKind, AggregateKind, BaselineKind, BaselineMeasures, GraphKind, Kind, MeasureSpec
+from engine.rules.predicates import MODIFIERS, Predicate, check, combine, conjunction, predicate
 from engine.rules.source import Located
 from engine.rules.spec import RuleSpec, duration
 
@@ -38,11 +39,7 @@ GRAPH_VALUES = {
     "guarantor_exposure": {"exposure", "net_assets", "ratio", "members"}, "hidden_related": {"shared", "members"},
     "contagion": {"party", "steps", "linked_score"},
 }
-MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists")
-_NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
-_STR_OPS = {"startswith", "re"}
 
-Predicate = Callable[[Any], bool]
 
 
 @dataclass(frozen=True)
@@ -289,12 +286,12 @@ class _Compiler:
         unused = sorted(set(selections) - cond.names(tree))
         for name in unused:
             self.fail(("detection", name), f"selection '{name}' is not used in the condition", key=True)
-        return _combine(tree, selections)
+        return combine(tree, selections)
 
     def selection(self, path: tuple, body: dict[str, Any], view: type | None = None) -> Predicate:
         preds = [self.entry((*path, key), key, value, view or self.view) for key, value in body.items()]
         preds = [p for p in preds if p is not None]
-        return _all(preds)
+        return conjunction(preds)
 
     def entry(self, path: tuple, key: str, value: Any, view: type) -> Predicate | None:
         field_path, *mods = key.split("|")
@@ -316,11 +313,11 @@ class _Compiler:
         value = self.deref(path, value)
         if value is None and mod != "exists":
             return None
-        error = _check(f, mod, value)
+        error = check(f, mod, value)
         if error:
             self.fail(path, f"'{key}': {error}")
             return None
-        return _predicate(f, mod, value)
+        return predicate(f, mod, value)
 
     def deref(self, path: tuple, value: Any) -> Any:
         if isinstance(value, str) and value.startswith("$list:"):
@@ -352,94 +349,3 @@ class _Compiler:
         tail = text[pos:]
         parts.append(lambda v, x: tail)
         return lambda v, x: "".join(p(v, x) for p in parts)
-
-
-def _check(f: Field, mod: str, value: Any) -> str | None:
-    """Why `value` cannot be tested against field `f` with `mod`, if it cannot."""
-    values = value if isinstance(value, list) else [value]
-    if mod == "exists":
-        return None if isinstance(value, bool) else "exists takes true or false"
-    if mod == "in" and not isinstance(value, list):
-        return "in takes a list"
-    if mod == "between" and (not isinstance(value, list) or len(value) != 2):
-        return "between takes [low, high]"
-    if mod in ("eq", "gt", "gte", "lt", "lte") and isinstance(value, list):
-        return f"{mod} takes one value"
-    if f.kind in ("struct", "datetime", "date", "any"):
-        return f"field '{f.path}' ({f.kind}) cannot be compared; test one of its fields"
-    if mod == "contains":
-        return None if f.kind in ("str", "list") and not isinstance(value, list) else "contains takes one value on a text or list field"
-    if mod in _NUMBER_OPS and f.kind != "number":
-        return f"{mod} needs a number field, '{f.path}' is {f.kind}"
-    if mod in _STR_OPS and f.kind != "str":
-        return f"{mod} needs a text field, '{f.path}' is {f.kind}"
-    want = {"number": (int, float), "str": str, "bool": bool, "list": str}[f.kind]
-    for v in values:
-        if isinstance(v, bool) and f.kind != "bool" or not isinstance(v, want):
-            return f"expected {f.kind} value(s) for '{f.path}', got {v!r}"
-    if f.choices and mod in ("eq", "in"):
-        for v in values:
-            if v not in f.choices:
-                hint = difflib.get_close_matches(v, f.choices, n=1)
-                return f"{v!r} is not a valid {f.path}" + (f" (did you mean '{hint[0]}'?)" if hint else f"; one of {', '.join(f.choices)}")
-    if mod == "re":
-        for v in values:
-            try:
-                re.compile(v)
-            except re.error as e:
-                return f"bad regular expression {v!r}: {e}"
-    return None
-
-
-def _predicate(f: Field, mod: str, value: Any) -> Predicate:
-    get = f.get
-    if mod == "exists":
-        return (lambda v: get(v) is not None) if value else (lambda v: get(v) is None)
-    if mod == "eq":
-        return lambda v: get(v) == value
-    if mod == "in":
-        members = frozenset(value)
-        return lambda v: get(v) in members
-    if mod == "between":
-        low, high = value
-        return lambda v: (x := get(v)) is not None and low <= x <= high
-    if mod == "startswith":
-        prefixes = tuple(value) if isinstance(value, list) else value
-        return lambda v: (x := get(v)) is not None and x.startswith(prefixes)
-    if mod == "contains":
-        return lambda v: (x := get(v)) is not None and value in x
-    if mod == "re":
-        pattern = re.compile("|".join(value) if isinstance(value, list) else value)
-        return lambda v: (x := get(v)) is not None and pattern.search(x) is not None
-    compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[mod]
-    bound = float(value)
-    return lambda v: (x := get(v)) is not None and compare(float(x), bound)
-
-
-def _combine(node: cond.Node, selections: dict[str, Predicate]) -> Predicate:
-    op = node[0]
-    if op == "sel":
-        return selections[node[1]]
-    if op == "not":
-        inner = _combine(node[1], selections)
-        return lambda v: not inner(v)
-    parts = [_combine(n, selections) for n in node[1]]
-    return _all(parts) if op == "and" else _any(parts)
-
-
-# Folded closures: a rule's tests run on every event, and `all(p(v) for p in ...)`
-# costs a generator per call.
-def _all(preds: list[Predicate]) -> Predicate:
-    if not preds:
-        return lambda v: True
-    if len(preds) == 1:
-        return preds[0]
-    first, rest = preds[0], _all(preds[1:])
-    return lambda v: first(v) and rest(v)
-
-
-def _any(preds: list[Predicate]) -> Predicate:
-    if len(preds) == 1:
-        return preds[0]
-    first, rest = preds[0], _any(preds[1:])
-    return lambda v: first(v) or rest(v)

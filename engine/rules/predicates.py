@@ -1,0 +1,111 @@
+"""Field tests and their combinations, as closures over the event view.
+
+`check` says why a value cannot be tested against a field (at load time);
+`predicate` builds the test; `combine` folds a parsed condition. Closures are
+folded pairwise because a rule's tests run on every event and
+`all(p(v) for p in ...)` costs a generator per call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from typing import Any
+
+from engine.rules import condition as cond
+from engine.rules.fields import Field
+
+Predicate = Callable[[Any], bool]
+MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists")
+NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
+STR_OPS = {"startswith", "re"}
+
+
+def check(f: Field, mod: str, value: Any) -> str | None:
+    """Why `value` cannot be tested against field `f` with `mod`, if it cannot."""
+    values = value if isinstance(value, list) else [value]
+    if mod == "exists":
+        return None if isinstance(value, bool) else "exists takes true or false"
+    if mod == "in" and not isinstance(value, list):
+        return "in takes a list"
+    if mod == "between" and (not isinstance(value, list) or len(value) != 2):
+        return "between takes [low, high]"
+    if mod in ("eq", "gt", "gte", "lt", "lte") and isinstance(value, list):
+        return f"{mod} takes one value"
+    if f.kind in ("struct", "datetime", "date", "any"):
+        return f"field '{f.path}' ({f.kind}) cannot be compared; test one of its fields"
+    if mod == "contains":
+        return None if f.kind in ("str", "list") and not isinstance(value, list) else "contains takes one value on a text or list field"
+    if mod in NUMBER_OPS and f.kind != "number":
+        return f"{mod} needs a number field, '{f.path}' is {f.kind}"
+    if mod in STR_OPS and f.kind != "str":
+        return f"{mod} needs a text field, '{f.path}' is {f.kind}"
+    want = {"number": (int, float), "str": str, "bool": bool, "list": str}[f.kind]
+    for v in values:
+        if isinstance(v, bool) and f.kind != "bool" or not isinstance(v, want):
+            return f"expected {f.kind} value(s) for '{f.path}', got {v!r}"
+    if f.choices and mod in ("eq", "in"):
+        for v in values:
+            if v not in f.choices:
+                hint = difflib.get_close_matches(v, f.choices, n=1)
+                return f"{v!r} is not a valid {f.path}" + (f" (did you mean '{hint[0]}'?)" if hint else f"; one of {', '.join(f.choices)}")
+    if mod == "re":
+        for v in values:
+            try:
+                re.compile(v)
+            except re.error as e:
+                return f"bad regular expression {v!r}: {e}"
+    return None
+
+
+def predicate(f: Field, mod: str, value: Any) -> Predicate:
+    get = f.get
+    if mod == "exists":
+        return (lambda v: get(v) is not None) if value else (lambda v: get(v) is None)
+    if mod == "eq":
+        return lambda v: get(v) == value
+    if mod == "in":
+        members = frozenset(value)
+        return lambda v: get(v) in members
+    if mod == "between":
+        low, high = value
+        return lambda v: (x := get(v)) is not None and low <= x <= high
+    if mod == "startswith":
+        prefixes = tuple(value) if isinstance(value, list) else value
+        return lambda v: (x := get(v)) is not None and x.startswith(prefixes)
+    if mod == "contains":
+        return lambda v: (x := get(v)) is not None and value in x
+    if mod == "re":
+        pattern = re.compile("|".join(value) if isinstance(value, list) else value)
+        return lambda v: (x := get(v)) is not None and pattern.search(x) is not None
+    compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[mod]
+    bound = float(value)
+    return lambda v: (x := get(v)) is not None and compare(float(x), bound)
+
+
+def combine(node: cond.Node, selections: dict[str, Predicate]) -> Predicate:
+    op = node[0]
+    if op == "sel":
+        return selections[node[1]]
+    if op == "not":
+        inner = combine(node[1], selections)
+        return lambda v: not inner(v)
+    parts = [combine(n, selections) for n in node[1]]
+    return conjunction(parts) if op == "and" else disjunction(parts)
+
+
+def conjunction(preds: list[Predicate]) -> Predicate:
+    if not preds:
+        return lambda v: True
+    if len(preds) == 1:
+        return preds[0]
+    first, rest = preds[0], conjunction(preds[1:])
+    return lambda v: first(v) and rest(v)
+
+
+def disjunction(preds: list[Predicate]) -> Predicate:
+    if len(preds) == 1:
+        return preds[0]
+    first, rest = preds[0], disjunction(preds[1:])
+    return lambda v: first(v) or rest(v)
