@@ -15,8 +15,9 @@ benchmarks/.data), and for each contestant:
    the moment before the benchmark produced one to the moment the benchmark's
    consumer received its alert.
 
-Contestants: the daemon with one process and with two (`--processes 2`,
-recovery snapshots on, as in production), and a plain confluent-kafka loop in
+Contestants: the daemon with one process, with two (`--processes 2`) and with
+two worker threads in one process (`--workers 2`), recovery snapshots on as in
+production; and a plain confluent-kafka loop in
 one process running the same engine stages and rule pack (decode, enrich,
 detect, Kafka publish with delivery reports, DuckDB) without Bytewax.
 Prints a table and writes benchmarks/results/daemon.json.
@@ -382,7 +383,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--rate", type=int, default=2000, help="live events per second for the latency phase")
     parser.add_argument("--seconds", type=int, default=10, help="length of the latency phase")
-    parser.add_argument("--only", type=int, nargs="*", help="run only these contestants (0, 1, 2)")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these contestants (0 to 3)")
     parser.add_argument("--baseline-worker", help=argparse.SUPPRESS)  # internal: JSON args of baseline_loop
     args = parser.parse_args()
     if args.baseline_worker:
@@ -397,7 +398,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir, Tansu(log=Path(tmpdir) / "tansu.log") as broker:
         hop = one_hop_ms(broker)
         print(f"broker alone, produce to consume of one message: p50 {hop['p50']} ms, p99 {hop['p99']} ms")
-        for n, name in enumerate(("daemon, 1 process", "daemon, 2 processes", "plain consumer loop")):
+        names = ("daemon, 1 process", "daemon, 2 processes", "daemon, 2 threads", "plain consumer loop")
+        for n, name in enumerate(names):
             if args.only is not None and n not in args.only:
                 continue
             tmp = Path(tmpdir) / f"run{n}"
@@ -407,12 +409,14 @@ def main() -> None:
             broker.create_topics([topics["alerts"], topics["dead_letters"]], 1)
             produce_all(broker.bootstrap, topics, events)
             if name.startswith("daemon"):
-                processes = 1 if "1 process" in name else 2
+                processes = 2 if "2 processes" in name else 1
                 port = free_port() if processes == 1 else _port_run(processes)
                 config = config_file(tmp, broker.bootstrap, topics, data, port)
                 cmd = [sys.executable, "-m", "dataflows", "--log-level", "warning", "run", "--config", str(config)]
                 if processes > 1:
                     cmd += ["--processes", str(processes)]
+                if "threads" in name:
+                    cmd += ["--workers", "2"]
                 start = (lambda c=cmd, p=port, k=processes, t=tmp:
                          Contestant(c, [p + i for i in range(k)], t / "log.txt"))
             else:

@@ -42,7 +42,7 @@ def load_snapshot(path: Path, ref: Reference | None = None) -> Reference:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         for kind in REFERENCE:
             if kind in tables:
-                _add_rows(ref, kind, con.execute(f"SELECT * FROM {kind}").pl(), f"{path}:{kind}")
+                _add_rows(ref, kind, con.sql(f"SELECT * FROM {kind}").pl(), f"{path}:{kind}")
     finally:
         con.close()
     return ref

@@ -3,8 +3,9 @@
 Each child is `fundwatch run --config F --process-id i --addresses A` with
 loopback addresses on free ports, the same command an operator runs by hand
 on several machines. SIGTERM and SIGINT are passed on to every child. A
-cluster cannot go on without one of its members, so when one exits the
-others are stopped too, and the exit status is the worst of theirs.
+cluster cannot go on without one of its members, so when one fails the
+others are stopped too (after a clean stop they get 10 s to finish on their
+own), and the exit status is the worst of theirs.
 """
 
 from __future__ import annotations
@@ -42,9 +43,17 @@ def run_local(config: Path, processes: int, workers: int = 1, log_level: str = "
     signal.signal(signal.SIGINT, forward)
     while all(c.poll() is None for c in children):
         time.sleep(0.2)
-    for child in children:  # one ended: the cluster cannot go on without it
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
+    # one ended. After a clean stop the others are finishing too; after a crash
+    # the cluster cannot go on without it, so they are asked to stop.
+    grace = time.monotonic() + 10
+    while any(c.poll() is None for c in children):
+        crashed = any(c.returncode not in (None, 0) for c in children)
+        if crashed or time.monotonic() > grace:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            break
+        time.sleep(0.1)
     codes = [c.wait() for c in children]
     log.info("cluster_stopped", exit_codes=codes)
     return max(codes, key=abs)

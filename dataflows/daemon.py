@@ -107,20 +107,20 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
 
 
 def _recovery(settings: Settings, pid: int, log_) -> RecoveryConfig | None:
-    """Recovery partitions are created by process 0 if the directory has none
-    (the same as `python -m bytewax.recovery DIR 1`); other processes wait for them."""
+    """Process 0 creates one recovery partition if its directory has none (the
+    same as `python -m bytewax.recovery DIR 1`). Bytewax needs every partition
+    found by some process of the cluster, not by each, so other processes only
+    give a shared directory a moment to be initialised."""
     if not settings.recovery.directory:
         return None
     directory = Path(settings.recovery.directory)
+    directory.mkdir(parents=True, exist_ok=True)
     if pid == 0 and not list(directory.glob("part-*.sqlite3")):
-        directory.mkdir(parents=True, exist_ok=True)
         init_db_dir(directory, 1)
         log_.info("recovery_initialized", partitions=1)
-    deadline = time.monotonic() + 30
-    while not list(directory.glob("part-*.sqlite3")):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no recovery partitions in {directory}")
-        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while not list(directory.glob("part-*.sqlite3")) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return RecoveryConfig(str(directory), timedelta(seconds=settings.recovery.backup_interval))
 
 

@@ -106,6 +106,9 @@ def test_ten_thousand_malformed_messages_become_dead_letters(broker, topics, tmp
         if kind is None or not d["reason"].startswith(KINDS[kind][1]):
             wrong.append((kind, d["reason"]))
     assert not wrong, wrong[:10]
+    log = daemon.log.read_text()
+    for secret in ("NOPE", "L404", "60000", "6e4", "lots", "BANK-CASH", "CASH\"", "name of"):
+        assert secret not in log, secret  # no account numbers, names or amounts in logs
     from connectors.alert_store import AlertStore
 
     store = AlertStore(daemon.db, read_only=True)
