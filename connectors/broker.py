@@ -9,16 +9,28 @@ to the end by counting messages, never by watermarks.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from importlib.resources import files
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def die_with_parent() -> None:
+    """For `preexec_fn`: the child gets SIGTERM when its parent dies (Linux), so a
+    killed test run or supervisor leaves no broker or daemon behind."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def tansu_binary() -> Path:
@@ -59,7 +71,7 @@ class Tansu:
         self.proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
              "--storage-engine", "memory://tansu/", "--cluster-id", "fundwatch"],
-            stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
         )
         if out is not subprocess.DEVNULL:
             out.close()

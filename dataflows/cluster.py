@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from connectors.broker import free_port
+from connectors.broker import die_with_parent, free_port
 
 log = structlog.get_logger()
 
@@ -29,7 +29,7 @@ def run_local(config: Path, processes: int, workers: int = 1, log_level: str = "
         subprocess.Popen([
             sys.executable, "-m", "dataflows", "--log-level", log_level, "run", "--config", str(config),
             "--process-id", str(i), "--addresses", addresses, "--workers", str(workers),
-        ])
+        ], preexec_fn=die_with_parent)  # a supervisor killed by SIGKILL still stops its cluster
         for i in range(processes)
     ]
     log.info("cluster_started", processes=processes, pids=[c.pid for c in children])

@@ -22,7 +22,7 @@ import polars as pl
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from connectors.alert_store import AlertStore
-from connectors.broker import free_port
+from connectors.broker import die_with_parent, free_port
 from connectors.files import FileSource, stream_files
 from dataflows import app
 from engine.records import Account, Loan, Record, Relation, Transaction
@@ -250,7 +250,7 @@ idle_wait = 0.01
         env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDWATCH_")}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=die_with_parent)
         self.wait_until(lambda: self.ready(), 60, "ready")
         return self
 
