@@ -6,12 +6,13 @@ groups: a restart resumes every partition exactly where its last snapshot
 ended, whatever the group says.
 
 The source screens what the decoder cannot judge: a message with no value, one
-over the size limit, one with a byte-order mark (UTF-16), an unsupported schema version (header `schema-version`
-or field `schema_version`; absent means 1), and an event whose time is far
-behind the newest event already read from its partition (`late`). Such a
-message goes on as a `Raw` with `reject` set and becomes a dead letter. The
-newest event time is part of the partition's snapshot, so the verdict is the
-same after a restart.
+over the size limit, one with a byte-order mark (UTF-16), an unsupported
+schema version (header `schema-version` or field `schema_version`; absent
+means 1), an event time without a zone, and an event whose time is far behind
+the newest event already read from its partition (`late`). Such a message goes
+on as a `Raw` with `reject` set and becomes a dead letter. The newest event
+time is part of the partition's snapshot, so the verdict is the same after a
+restart.
 """
 
 from __future__ import annotations
