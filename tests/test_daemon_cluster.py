@@ -5,8 +5,6 @@ topic reaches both processes."""
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 from confluent_kafka import Producer
 
@@ -33,13 +31,15 @@ def test_two_processes_give_the_alerts_of_a_single_worker(broker, topics, tmp_pa
         per_process = [daemon.metric("fundwatch_events_in_total", process=i) for i in (0, 1)]
 
         # a loan that arrives on the reference topics reaches every process
+        loans = [daemon.metric("fundwatch_reference_in_total", process=i, kind="loans") for i in (0, 1)]
         kit.produce_records(broker.bootstrap, t["accounts"], [
             Account(id="D99", party_id="B1", kind="disbursement", opened_on=tinybank.T0.date())])
         kit.produce_records(broker.bootstrap, t["loans"], [
             Loan(id="L99", borrower_id="B1", disbursement_account="D99", principal=500_000,
                  disbursed_at=tinybank.T0, maturity=tinybank.T0.date().replace(year=2027),
                  purpose="working_capital")])
-        time.sleep(0.5)
+        daemon.wait_until(lambda: all(daemon.metric("fundwatch_reference_in_total", process=i, kind="loans")
+                                      == loans[i] + 1 for i in (0, 1)), 30, "loan applied in both processes")
         p = Producer({"bootstrap.servers": broker.bootstrap})
         for part in range(4):
             cash = tinybank.tx(f"cash-L99-{part}", 200, "D99", "CASH", 70_000, "cash")
