@@ -17,10 +17,13 @@ from tests import daemon_kit as kit
 class PacedProducer(threading.Thread):
     """Produces `rate` events a second, in chunks, whatever happens to the daemon."""
 
-    def __init__(self, bootstrap: str, topic: str, events: list, key, rate: int = 1000, chunk: int = 100):
+    def __init__(self, bootstrap: str, topic: str, events: list, key, rate: int = 1000, chunk: int = 100,
+                 hold_at: int | None = None):
         super().__init__(daemon=True)
         self.bootstrap, self.topic, self.events, self.key = bootstrap, topic, events, key
         self.rate, self.chunk = rate, chunk
+        self.hold_at = hold_at  # wait for `gate` before producing event number `hold_at`
+        self.gate = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -28,6 +31,9 @@ class PacedProducer(threading.Thread):
             p = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "enable.idempotence": True})
             started = time.monotonic()
             for i in range(0, len(self.events), self.chunk):
+                if self.hold_at is not None and i >= self.hold_at and not self.gate.is_set():
+                    self.gate.wait()
+                    started = time.monotonic() - i / self.rate
                 for e in self.events[i:i + self.chunk]:
                     p.produce(self.topic, msgspec.json.encode(e), self.key(e).encode())
                 assert p.flush(30) == 0
@@ -45,7 +51,8 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_duplicate_nothing(broker, topics
     published = {a for a, v in expected.items() if not v["shadow"]}
     for kind, records in b.reference.items():
         kit.produce_records(broker.bootstrap, t[kind], records)
-    producer = PacedProducer(broker.bootstrap, t["transactions"], txs, kit.borrower_key(b))
+    hold = len(txs) * 7 // 10  # the last 30% wait until the SIGTERM was sent: it lands mid-stream
+    producer = PacedProducer(broker.bootstrap, t["transactions"], txs, kit.borrower_key(b), hold_at=hold // 100 * 100)
 
     daemon = kit.Daemon(tmp_path, broker.bootstrap, t, rules, extra="batch_size = 100")
     try:
@@ -56,7 +63,7 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_duplicate_nothing(broker, topics
         daemon.start()
         _wait_for_progress(daemon, 1500)
         assert daemon.terminate() == 0
-        assert producer.is_alive(), "the stream ended before the SIGTERM: nothing was proven"
+        producer.gate.set()
         daemon.start()
         producer.join(60)
         assert producer.error is None
