@@ -120,7 +120,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
-                    log.warning("consume_error", topic=self.topic, partition=self.partition, error=err.name())
+                    metrics.log_limited("consume_error", f"{self.topic}:{self.partition}", err.name())
                 continue
             out.append(self._raw(m))
             self.state.offset = m.offset() + 1

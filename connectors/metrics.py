@@ -49,7 +49,7 @@ def kafka_error_callback(client: str) -> Callable:
 
     def on_error(err) -> None:
         name = err.name()
-        _log_limited("kafka_error", client, name, fatal=err.fatal())
+        log_limited("kafka_error", client, name, fatal=err.fatal())
         if name in _DOWN:
             broker_down(client, name)
 
@@ -62,7 +62,7 @@ class LibrdkafkaLog(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         facility = message.split(" ", 1)[0]  # FAIL, ERROR, ...: one line per facility and 10 s
-        _log_limited("librdkafka", facility, message[:200], level=record.levelname.lower())
+        log_limited("librdkafka", facility, message[:200], level=record.levelname.lower())
 
 
 def librdkafka_logger() -> logging.Logger:
@@ -77,7 +77,7 @@ def librdkafka_logger() -> logging.Logger:
 _last_logged: dict[tuple[str, str], list] = {}
 
 
-def _log_limited(event: str, key: str, what: str, **kw) -> None:
+def log_limited(event: str, key: str, what: str, **kw) -> None:
     now = time.monotonic()
     seen = _last_logged.get((event, key))
     if seen is not None and now - seen[0] < 10:
