@@ -18,6 +18,11 @@ Reference records are not part of Bytewax snapshots: after a restart they are
 read again from the beginning, so replayed events see the latest reference.
 A record that does not decode, or a tombstone (deletion is not supported),
 becomes a dead letter reported once per cluster (by process 0).
+
+Relations and parties are also events, for the graph rules (a guarantee that
+closes a circle, a borrower sharing a phone with another): process 0 hands each
+applied one to the flow once, after it is in the reference data. After a
+restart they come again; their alerts have the same ids.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from connectors import metrics
 from connectors.kafka_source import partitions_of
 from engine.batch import MAX_PAYLOAD, Raw, dead_letter
-from engine.records import REFERENCE, DeadLetter
+from engine.records import REFERENCE, STREAMS, DeadLetter
 from engine.reference import Reference
 
 log = structlog.get_logger()
@@ -44,9 +49,10 @@ class ReferenceFeed:
                  report_dead: bool = True, stopping: threading.Event | None = None):
         self.ref = ref
         self.kind_of = {topic: kind for kind, topic in topics.items()}
-        self.report_dead = report_dead
+        self.report_dead = report_dead  # this process reports for the cluster: dead letters, graph events
         self.lock = threading.Lock()
         self.dead: list[DeadLetter] = []
+        self.events: list[Raw] = []
         self.applied = 0
         stopping = stopping or threading.Event()
         base = {"group.id": "fundwatch-reference", **config, "enable.auto.commit": False,
@@ -72,8 +78,9 @@ class ReferenceFeed:
                  parties=len(self.ref.parties), loans=len(self.ref.loans))
         return not pending
 
-    def refresh(self) -> list[DeadLetter]:
-        """Apply what has been fetched; return dead letters not yet reported."""
+    def refresh(self) -> tuple[list[DeadLetter], list[Raw]]:
+        """Apply what has been fetched; return the dead letters and the relation and
+        party events not yet handed over."""
         with self.lock:
             while True:
                 messages = self.consumer.consume(10_000, 0)
@@ -83,7 +90,8 @@ class ReferenceFeed:
                 if len(messages) < 10_000:
                     break
             dead, self.dead = self.dead, []
-        return dead
+            events, self.events = self.events, []
+        return dead, events
 
     def _apply(self, m) -> None:
         kind = self.kind_of[m.topic()]
@@ -104,6 +112,8 @@ class ReferenceFeed:
             return
         self.ref.add(record)
         self.applied += 1
+        if self.report_dead and kind in STREAMS:
+            self.events.append(Raw(kind, raw.source, raw.position, value))
         metrics.REFERENCE_IN.labels(kind=kind).inc()
 
     def _dead(self, raw: Raw, reason: str) -> None:

@@ -19,6 +19,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import structlog
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
@@ -33,6 +34,7 @@ from connectors.sinks import StoreSink
 from dataflows import http
 from dataflows.config import Settings, kafka_config
 from dataflows.flow import build_flow
+from engine.batch import Raw
 from engine.reference import Reference
 from engine.rules.errors import RuleError
 from engine.rules.live import LivePack
@@ -82,7 +84,8 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         KafkaOutput(kafka_config(settings), settings.topics.alerts, settings.topics.dead_letters,
                     delivery_timeout=settings.output.delivery_timeout),
     ]
-    flow = build_flow(source, reference, live.current, sinks, refresh=feed.refresh if feed else None)
+    initial = snapshot_events(reference, settings.reference.snapshot) if pid == 0 and settings.reference.snapshot else []
+    flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial))
     recovery = _recovery(settings, pid, log_)
     broker_watch.watch(kafka_config(settings), stopping)
     status.ready = True
@@ -122,6 +125,29 @@ def _recovery(settings: Settings, pid: int, log_) -> RecoveryConfig | None:
     while not list(directory.glob("part-*.sqlite3")) and time.monotonic() < deadline:
         time.sleep(0.1)
     return RecoveryConfig(str(directory), timedelta(seconds=settings.recovery.backup_interval))
+
+
+def snapshot_events(reference: Reference, where: str) -> list[Raw]:
+    """The snapshot's parties and relations as events, so graph rules look at them once."""
+    encode = msgspec.json.Encoder().encode
+    return [Raw(kind, where, f"{kind} {record.id}", encode(record))
+            for kind, records in (("parties", reference.parties), ("relations", reference.relations))
+            for record in records.values()]
+
+
+def _refresher(feed: ReferenceFeed | None, initial: list[Raw]):
+    """What the flow calls before each batch: the feed's updates, and once the snapshot's events."""
+    pending, lock = list(initial), threading.Lock()
+
+    def refresh() -> tuple[list, list[Raw]]:
+        dead, events = feed.refresh() if feed is not None else ([], [])
+        with lock:
+            if pending:
+                events = pending + events
+                pending.clear()
+        return dead, events
+
+    return refresh if feed is not None or initial else None
 
 
 def _on_signals(stopping: threading.Event, status: http.Status, timeout: float) -> None:

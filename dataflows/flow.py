@@ -67,9 +67,16 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
         return _freeze(self.state)
 
 
-def _enrich(batch: Batch, ref: Reference, refresh: Callable[[], list[DeadLetter]] | None) -> Batch:
+Refresh = Callable[[], tuple[list[DeadLetter], list[Raw]]]
+
+
+def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None) -> Batch:
     if refresh is not None:
-        batch.dead.extend(refresh())  # reference updates that arrived so far, before these events
+        dead, events = refresh()  # reference updates that arrived so far, before these events
+        batch.dead.extend(dead)
+        if events:  # relations and parties, as events for the graph rules
+            decoded = decode(events)
+            batch = Batch(decoded.items + batch.items, batch.dead + decoded.dead, batch.seen)
     try:
         return enrich_batch(Batch(batch.items, list(batch.dead), batch.seen), ref)
     except Exception:  # noqa: BLE001 - find the record that broke it; no record may stop the flow
@@ -82,6 +89,8 @@ def _enrich(batch: Batch, ref: Reference, refresh: Callable[[], list[DeadLetter]
                 continue
             out.items += one.items
             out.dead += one.dead
+            for where, ts in one.progress.items():
+                out.progress[where] = max(ts, out.progress.get(where, ts))
         return out
 
 
@@ -91,15 +100,16 @@ def build_flow(
     pack: Callable[[], Pack],
     sinks: list[Sink[Batch[Alert]]],
     clock: Callable[[], datetime] = utc_now,
-    refresh: Callable[[], list[DeadLetter]] | None = None,
+    refresh: Refresh | None = None,
 ) -> Dataflow:
     """raw batches -> decode -> enrich -> trace -> detect (sharded by borrower) -> sinks.
 
     Dead letters ride along in each batch to the sinks.
 
     `refresh`, when given, applies pending reference updates to `reference`
-    before each batch is enriched and returns their dead letters (the daemon's
-    reference topics)."""
+    before each batch is enriched and returns their dead letters and the
+    relation and party records to look at as events (the daemon's reference
+    topics)."""
     flow = Dataflow("fundwatch")
     raw = op.input("input", flow, source)
     decoded = op.map("decode", raw, decode)

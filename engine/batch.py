@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -35,6 +36,15 @@ class Batch(Generic[T]):
     items: list[T] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     seen: int = 0  # raw records that entered the flow in this batch
+    # input partition (file, or topic#partition) -> latest event time in this batch, for
+    # the activity streams: detection's watermark is the slowest partition's progress
+    progress: dict[str, datetime] = field(default_factory=dict)
+
+
+def input_partition(raw: Raw) -> str:
+    """Where a record came from, as a unit of progress: a file, or a topic's partition."""
+    partition, sep, _ = raw.position.partition(":")
+    return f"{raw.source}#{partition}" if sep else raw.source
 
 
 def dead_letter(raw: Raw, reason: str) -> DeadLetter:

@@ -13,8 +13,8 @@ from typing import Literal
 import msgspec
 from msgspec import Struct
 
-from engine.batch import Batch, Raw, dead_letter
-from engine.records import Channel, Loan, Party, Record, Relation, SensorKind, SensorReading, Transaction
+from engine.batch import Batch, Raw, dead_letter, input_partition
+from engine.records import ACTIVITY_STREAMS, Channel, Loan, Party, Record, Relation, SensorKind, SensorReading, Transaction
 from engine.reference import Reference
 from engine.tracing import Trace, Tracer
 
@@ -204,11 +204,18 @@ _ENRICH = {Transaction: enrich, SensorReading: enrich_reading, Relation: enrich_
 def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[View]:
     """Stage 2: attach context; events naming unknown reference data become dead letters."""
     out: Batch[View] = Batch(dead=batch.dead, seen=batch.seen)
+    progress = out.progress
     for raw, record in batch.items:
         try:
-            out.items.append(_ENRICH[type(record)](record, ref))
+            view = _ENRICH[type(record)](record, ref)
         except UnknownReference as e:
             out.dead.append(dead_letter(raw, f"invalid: {e}"))
+            continue
+        out.items.append(view)
+        if raw.stream in ACTIVITY_STREAMS:
+            where = input_partition(raw)
+            if where not in progress or view.ts > progress[where]:
+                progress[where] = view.ts
     return out
 
 

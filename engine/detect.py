@@ -6,13 +6,14 @@ shards and a shard's events travel as one batch: keying single events would
 cost the stream engine's per-item overhead on every event.
 
 Time inside detection is event time only. The watermark drives absence
-deadlines: per shard, for each stream the latest event time of the shard's own
-events, the earliest of those, less the allowed lateness. Per shard, because
-the stream engine may hand a worker one shard's events of a whole epoch before
-another's; the earliest stream, so that a stream read ahead (a replayed sensor
-file read before the payments) does not fire deadlines the slower one could
-still meet. A deadline is also proven by the next event of its key arriving
-after it (see engine.rules.kinds.AbsenceKind).
+deadlines: the event time every input partition (a file, a topic's partition)
+has reached, as far as this shard has heard, less the allowed lateness. The
+slowest partition sets it, so a partition read ahead (a replayed sensor file
+read before the payments, a Kafka partition that catches up faster after a
+restart) cannot fire deadlines that events still queued elsewhere could meet.
+It is kept per shard because the stream engine may hand a worker one shard's
+events of a whole epoch before another's. A deadline is also proven by the
+next event of its key arriving after it (see engine.rules.kinds.AbsenceKind).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from engine.alerts import alert_id, make_alert
 from engine.batch import Batch
 from engine.context import STREAM_OF, View
-from engine.records import ACTIVITY_STREAMS, Alert
+from engine.records import Alert
 from engine.reference import Reference
 from engine.rules.compiler import CompiledRule
 from engine.rules.kinds import Hit
@@ -35,24 +36,16 @@ SHARDS = 64
 ALLOWED_LATENESS = timedelta(minutes=10)
 
 
-def shard_of(entity: str, shards: int = SHARDS) -> str:
-    return str(zlib.crc32(entity.encode()) % shards)  # stable across processes, unlike hash()
-
-
 def split_by_shard(batch: Batch[View], shards: int = SHARDS) -> list[tuple[str, Batch[View]]]:
-    """One sub-batch per shard; dead letters and the input count ride on the first."""
-    groups: dict[str, Batch[View]] = {}
+    """A sub-batch for every shard, even an empty one: each shard must hear how far
+    every input has got, or a partition whose events all went to other shards
+    would not hold its watermark back. Dead letters and the input count ride on
+    the first."""
+    groups = [Batch(progress=batch.progress) for _ in range(shards)]
     for item in batch.items:
-        key = shard_of(item.borrower.id, shards)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = Batch()
-        group.items.append(item)
-    if not groups:
-        return [("0", Batch(dead=batch.dead, seen=batch.seen))]
-    first = next(iter(groups.values()))
-    first.dead, first.seen = batch.dead, batch.seen
-    return list(groups.items())
+        groups[zlib.crc32(item.borrower.id.encode()) % shards].items.append(item)  # stable, unlike hash()
+    groups[0].dead, groups[0].seen = batch.dead, batch.seen
+    return [(str(i), group) for i, group in enumerate(groups) if group.items or group.progress or i == 0]
 
 
 class Detector:
@@ -81,16 +74,16 @@ class Detector:
         now = self.clock()
         hits: list[tuple[CompiledRule, Hit]] = []
         own = {rule: state.setdefault(rule.state_key, {}) for rule in pack.rules}
-        latest = state.setdefault("_latest", {})  # stream -> latest event time in this shard
         for view in batch.items:
-            stream = STREAM_OF[type(view)]
-            if stream in ACTIVITY_STREAMS and (stream not in latest or view.ts > latest[stream]):
-                latest[stream] = view.ts
-            for rule in by_stream[stream]:
+            for rule in by_stream[STREAM_OF[type(view)]]:
                 for hit in rule.kind.on_event(rule, view, own[rule], self.ref):
                     hits.append((rule, hit))
-        if latest:
-            watermark = min(latest.values()) - ALLOWED_LATENESS
+        progress = state.setdefault("_progress", {})  # input partition -> latest event time heard of
+        for where, ts in batch.progress.items():
+            if where not in progress or ts > progress[where]:
+                progress[where] = ts
+        if progress:
+            watermark = min(progress.values()) - ALLOWED_LATENESS
             for rule in pack.rules:
                 for hit in rule.kind.on_watermark(rule, watermark, own[rule]):
                     hits.append((rule, hit))

@@ -189,8 +189,13 @@ class AbsenceKind(Kind):
             # watermark (held back by a slower stream) has not caught up with it yet
             state.setdefault("due", []).append((key, timers.pop(key)))
             timer = None
+        met = state.setdefault("met", {})  # key -> latest expected event, for starts that arrive late
         if expected:
             timers.pop(key, None)  # met; a recurring rule's clock restarts only on a start event
+            if key not in met or view.ts > met[key]:
+                met[key] = view.ts
+        if started and not expected and key in met and view.ts <= met[key] <= view.ts + self.within:
+            return []  # already met: the expected event came first (another partition, read ahead)
         if started and (self.recurring or key not in timers):
             timers[key] = self._timer(rule, view)
         return []
