@@ -10,12 +10,15 @@ that could not be published.
 
 Alerts are JSON, keyed by borrower, with the alert id in the `alert-id`
 header; a restart can publish an alert again, so consumers drop repeats by
-id. Shadow alerts (experimental rules) are never published.
+id. Within a run an id is published once (the last RECENT ids are
+remembered): a repeat merged into an alert, or a circle seen from each of its
+guarantees, is not news. Shadow alerts (experimental rules) are never published.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from datetime import datetime, timezone
 
 import msgspec
@@ -55,19 +58,24 @@ class _Outbox:
         return on_delivery
 
 
+RECENT = 200_000
+
+
 class _Partition(StatelessSinkPartition[Batch[Alert]]):
     def __init__(self, sink: "KafkaOutput"):
         self.sink = sink
         self.producer = Producer(sink.producer_config())
+        self.published: OrderedDict[str, None] = OrderedDict()  # ids confirmed by the broker, newest last
 
     def write_batch(self, items: list[Batch[Alert]]) -> None:
         started = time.perf_counter()
-        messages = []
+        messages, queued = [], set()
         for batch in items:
             for a in batch.items:
                 if a.shadow:
                     metrics.ALERTS_OUT.labels(rule=a.rule_id, level=a.level, published="false").inc()
-                else:
+                elif a.id not in self.published and a.id not in queued:
+                    queued.add(a.id)
                     messages.append((self.sink.alerts_topic, a.borrower_id.encode(), _json.encode(a),
                                      [("alert-id", a.id.encode())], a))
             if self.sink.dead_topic:
@@ -129,6 +137,9 @@ class _Partition(StatelessSinkPartition[Batch[Alert]]):
         now = datetime.now(timezone.utc)
         for item in confirmed:
             if isinstance(item, Alert):
+                self.published[item.id] = None
+                if len(self.published) > RECENT:
+                    self.published.popitem(last=False)
                 metrics.ALERTS_OUT.labels(rule=item.rule_id, level=item.level, published="true").inc()
                 metrics.ALERT_DELAY.labels(stage="publish").observe(
                     max((now - item.detected_at).total_seconds(), 0.0))

@@ -4,12 +4,19 @@ topics take effect for later events; SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
+import shutil
+from datetime import date
+from pathlib import Path
+
 import msgspec
+import polars as pl
 import pytest
 
-from engine.records import Account, Loan
+from engine.records import Account, Loan, Relation
 from tests import daemon_kit as kit
 from tests import tinybank
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -99,3 +106,29 @@ def _check_endpoint(daemon: kit.Daemon, expected: dict[str, dict], events: int) 
     assert m("fundwatch_broker_up") == 1 and m("fundwatch_ready") == 1
     assert m("fundwatch_consumer_lag") == 0  # every partition read to its end
     assert m("fundwatch_dead_letters_total") == 0
+
+
+def test_guarantees_from_the_snapshot_and_the_relations_topic_reach_the_graph_rules(
+        broker, topics, tmp_path, daemon_factory):
+    t = topics()
+    pack = kit.match_pack(tmp_path)
+    shutil.copy(ROOT / "rules" / "post_loan" / "GC-001.yaml", pack)
+    mutual = [Relation(id=f"G{i}", kind="guarantee", src=a, dst=b, amount=100_000, valid_from=date(2025, 6, 1))
+              for i, (a, b) in enumerate((("S1", "N1"), ("N1", "S1")))]
+    data = tinybank.write(tmp_path / "snapshot")
+    pl.DataFrame(msgspec.to_builtins([*tinybank.RELATIONS, *mutual], builtin_types=(date,))).write_parquet(
+        data / "relations.parquet")
+    daemon = daemon_factory(broker.bootstrap, t, pack, snapshot=data).start()
+    (from_snapshot,) = kit.alert_messages(broker.bootstrap, t["alerts"], at_least=1)  # each edge finds it: one alert
+    assert from_snapshot["rule_id"] == "GC-001" and from_snapshot["summary"] == "Guarantee circle of 2: N1, S1"
+
+    kit.produce_records(broker.bootstrap, t["relations"], [
+        Relation(id="C1", kind="guarantee", src="B1", dst="S2", amount=50_000, valid_from=date(2026, 2, 1)),
+        Relation(id="C2", kind="guarantee", src="S2", dst="BAD", amount=50_000, valid_from=date(2026, 2, 1)),
+        Relation(id="C3", kind="guarantee", src="BAD", dst="B1", amount=50_000, valid_from=date(2026, 2, 2)),
+    ])
+    messages = kit.alert_messages(broker.bootstrap, t["alerts"], at_least=2)
+    (circle,) = [m for m in messages if m["id"] != from_snapshot["id"]]
+    assert circle["summary"] == "Guarantee circle of 3: B1, BAD, S2"
+    assert sorted(circle["evidence"]["event_ids"]) == ["C1", "C2", "C3"] and len(circle["evidence"]["path"]) == 3
+    assert daemon.terminate() == 0
