@@ -21,6 +21,8 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta, Struct
 
+from engine.decode import path_first
+
 ENV_PREFIX = "FUNDWATCH_"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,7 +118,7 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Setting
         return msgspec.convert(data, Settings)
     except msgspec.ValidationError as e:
         where = f"{path}: " if path else ""
-        raise ConfigError(f"{where}{_readable(str(e))}") from None
+        raise ConfigError(f"{where}{path_first(str(e))}") from None
 
 
 # read by click options of other commands, not settings of the daemon
@@ -139,14 +141,6 @@ def _value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
-
-
-def _readable(message: str) -> str:
-    """`Object contains unknown field `prot` - at `$.http`` -> `$.http: unknown field `prot``."""
-    text, sep, path = message.rpartition(" - at `")
-    if not sep:
-        return f"{message[0].lower()}{message[1:]}"
-    return f"{path.rstrip('`')}: {text[0].lower()}{text[1:]}"
 
 
 def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:

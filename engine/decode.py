@@ -26,7 +26,7 @@ def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
             else:
                 record = msgspec.convert(raw.payload, cls, strict=not raw.text_values)
         except msgspec.ValidationError as e:
-            out.dead.append(dead_letter(raw, f"invalid: {_path_first(str(e))}"))
+            out.dead.append(dead_letter(raw, f"invalid: {path_first(str(e))}"))
             continue
         except msgspec.DecodeError as e:
             out.dead.append(dead_letter(raw, f"undecodable: {e}"))
@@ -44,7 +44,7 @@ def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
     return out
 
 
-def _path_first(message: str) -> str:
+def path_first(message: str) -> str:
     """msgspec says `Expected int - at `$.amount``; we say `$.amount: expected int`."""
     text, sep, path = message.rpartition(" - at `")
     if not sep:
