@@ -5,7 +5,9 @@
 Decodes, enriches and traces the simulated bank's transactions and sensor
 readings once, then times, on the same enriched events:
 - the whole default pack through the detector (events per second);
-- each rule alone (µs per event of its stream), summed up per rule kind;
+- each rule alone (µs per event of its stream), summed up per rule kind (its
+  findings column is for orientation only: alone, a rule's deadlines are
+  checked once, at the end);
 - the compiled YAML rule CO-001 against the same check written by hand in
   Python (the simplest honest alternative to a rule language);
 and, unless --skip-flow, the whole flow end to end (Bytewax, DuckDB).
