@@ -90,8 +90,9 @@ class Detector:
         alerts = self._alerts(pack, hits, state, now)
         spreading = by_stream["alerts"]
         if spreading and alerts:
-            linked = [(rule, hit) for rule in spreading for alert in alerts for hit in rule.kind.spread(rule, alert, self.ref)]
-            alerts += self._alerts(pack, linked, state, now)
+            linked = [(rule, hit) for rule in spreading for alert in alerts
+                      for hit in rule.kind.spread(rule, alert, self.ref)]
+            alerts += self._alerts(pack, linked, state, now)  # contagion: linked alerts, one step, no echo
         out.items = alerts
         return out
 
