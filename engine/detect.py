@@ -18,15 +18,18 @@ next event of its key arriving after it (see engine.rules.kinds.AbsenceKind).
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from engine.alerts import alert_id, make_alert
-from engine.batch import Batch
+from engine.batch import MAX_PAYLOAD, Batch
 from engine.context import STREAM_OF, View
-from engine.records import Alert
+from engine.records import Alert, DeadLetter
 from engine.reference import Reference
 from engine.rules.compiler import CompiledRule
 from engine.rules.kinds import Hit
@@ -76,8 +79,10 @@ class Detector:
         own = {rule: state.setdefault(rule.state_key, {}) for rule in pack.rules}
         for view in batch.items:
             for rule in by_stream[STREAM_OF[type(view)]]:
-                for hit in rule.kind.on_event(rule, view, own[rule], self.ref):
-                    hits.append((rule, hit))
+                try:
+                    hits += [(rule, hit) for hit in rule.kind.on_event(rule, view, own[rule], self.ref)]
+                except Exception as e:  # noqa: BLE001 - a rule's bug must not stop the flow or lose the event
+                    out.dead.append(failed(view, f"error: {type(e).__name__} in rule {rule.id}: {e}"))
         progress = state.setdefault("_progress", {})  # input partition -> latest event time heard of
         for where, ts in batch.progress.items():
             if where not in progress or ts > progress[where]:
@@ -106,6 +111,16 @@ class Detector:
                 ids.add(alert.id)
                 alerts.append(alert)
         return alerts
+
+
+def failed(view: View, reason: str) -> DeadLetter:
+    """A dead letter for an event a rule could not evaluate, kept whole for a replay."""
+    stream = STREAM_OF[type(view)]
+    return DeadLetter(
+        id=hashlib.sha256(f"{stream}\x1fdetect\x1f{view.id}\x1f{reason}".encode()).hexdigest()[:24],
+        stream=stream, source="detect", position=view.id, reason=reason,
+        payload=msgspec.json.encode(view).decode()[:MAX_PAYLOAD],
+    )
 
 
 def _merged_id(rule: CompiledRule, hit: Hit, state: dict) -> str | None:
