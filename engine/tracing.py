@@ -16,7 +16,8 @@ behind its own balance. Among the loans' money it holds, the account first
 passes on money of a loan whose borrower is the payee or related to it (money
 going back where it came from is taken to be that money), then the receipt the
 payment passes on (the payment is between half and all of it: a conduit
-forwards most of what it got), then the most recent receipts. So a busy
+forwards most of what it got; when several receipts fit, each gives its share,
+since nothing tells them apart), then the most recent receipts. So a busy
 supplier paid by many borrowers forwards the receipt that matches, not
 whatever arrived last. `share` is the part of the payment that is loan money;
 a payment can carry money of several loans. Loan money below `min_amount` in
@@ -119,10 +120,15 @@ class Tracer:
                 break
             left -= self._use(part, min(part.amount, left), taken)
         rest = [p for p in reversed(live) if p.amount > 1e-6 and p not in back]  # latest first ...
-        match = next((p for p in rest if left <= p.amount <= 2 * left), None)
-        if match is not None:  # ... after the receipt this payment passes on
-            rest.remove(match)
-            rest.insert(0, match)
+        matches = [p for p in rest if left <= p.amount <= 2 * left]  # ... after the receipt it passes on
+        if len(matches) > 1:  # several receipts fit: the evidence cannot tell, so each gets its share
+            total = sum(p.amount for p in matches)
+            for part in matches:
+                left -= self._use(part, min(part.amount, left * part.amount / total), taken)
+            left = max(left, 0.0)
+        elif matches:
+            rest.remove(matches[0])
+            rest.insert(0, matches[0])
         for part in rest:
             if left <= 0:
                 break

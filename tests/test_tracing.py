@@ -50,6 +50,14 @@ def test_a_conduit_passes_on_the_receipt_its_payment_matches():
     assert trace.loan_id == "L1" and trace.amount == 280_000
 
 
+def test_when_several_receipts_fit_the_payment_each_gives_its_share():
+    ref, tracer = reference(), Tracer()
+    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
+    tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 300_000, 1, T0, ()))
+    traces = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 280_000))
+    assert sorted((t.loan_id, t.amount) for t in traces) == [("L1", 140_000), ("L9", 140_000)]
+
+
 def test_money_going_back_to_the_borrower_is_taken_to_be_its_own_loan_money():
     ref, tracer = reference(), Tracer()
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
