@@ -122,9 +122,9 @@ class Tracer:
         rest = [p for p in reversed(live) if p.amount > 1e-6 and p not in back]  # latest first ...
         matches = [p for p in rest if left <= p.amount <= 2 * left]  # ... after the receipt it passes on
         if len(matches) > 1:  # several receipts fit: the evidence cannot tell, so each gets its share
-            total = sum(p.amount for p in matches)
+            total, paying = sum(p.amount for p in matches), left
             for part in matches:
-                left -= self._use(part, min(part.amount, left * part.amount / total), taken)
+                left -= self._use(part, min(part.amount, paying * part.amount / total), taken)
             left = max(left, 0.0)
         elif matches:
             rest.remove(matches[0])
