@@ -56,13 +56,8 @@ def run_flow(
     process is one of a Bytewax cluster; process 0 owns the DuckDB file (and the
     run's statistics: the others report only their own console lines)."""
     reference = load_reference(reference_dir)
-    live = LivePack(rules, reload_interval, on_load=_pack_loaded, on_error=_pack_refused)
     owner = not process_id
-    pack = live.pack
-    if owner:
-        store = AlertStore(db)
-        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
-        store.close()  # the flow's store sink is the one writer from here on
+    live = live_pack(rules, db, owner, reload_interval)
     stats = RunStats()
     sinks = [StoreSink(db, stats, owner=owner)] + ([ConsoleSink(emit)] if emit else [])
     flow = build_flow(source, reference, live.current, sinks)
@@ -79,8 +74,22 @@ def run_flow(
     return result
 
 
-def _pack_loaded(pack: Pack) -> None:
-    log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules), digest=pack.digest[:12])
+def live_pack(
+    rules: Path, db: Path, owner: bool, reload_interval: float = 1.0,
+    on_load: Callable[[Pack], None] = lambda pack: None,
+) -> LivePack:
+    """The pack a flow runs, watched for edits and logged; the store's owner records it."""
+    def loaded(pack: Pack) -> None:
+        log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules), digest=pack.digest[:12])
+        on_load(pack)
+
+    live = LivePack(rules, reload_interval, on_load=loaded, on_error=_pack_refused)
+    if owner:
+        pack = live.pack
+        store = AlertStore(db)
+        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
+        store.close()  # the flow's store sink is the one writer from here on
+    return live
 
 
 def _pack_refused(err: RuleError) -> None:

@@ -25,19 +25,17 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from connectors import broker_watch, metrics
-from connectors.alert_store import AlertStore
 from connectors.kafka_reference import ReferenceFeed
 from connectors.kafka_sink import KafkaOutput
 from connectors.kafka_source import KafkaInput
 from connectors.reference_files import load_snapshot
 from connectors.sinks import StoreSink
 from dataflows import http
+from dataflows.app import live_pack
 from dataflows.config import Settings, kafka_config
 from dataflows.flow import build_flow
 from engine.batch import Raw
 from engine.reference import Reference
-from engine.rules.errors import RuleError
-from engine.rules.live import LivePack
 from engine.rules.pack import Pack
 
 log = structlog.get_logger()
@@ -59,12 +57,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         log_.info("http_listening", host=settings.http.host, port=settings.http.port + pid)
     status.running = True
 
-    live = LivePack(Path(settings.rules), on_load=_pack_loaded, on_error=_pack_refused)
-    if pid == 0:
-        store = AlertStore(settings.duckdb)
-        pack = live.pack
-        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
-        store.close()  # the store sink is the one writer from here on
+    live = live_pack(Path(settings.rules), Path(settings.duckdb), pid == 0, on_load=_pack_metric)
 
     reference = load_snapshot(Path(settings.reference.snapshot)) if settings.reference.snapshot else Reference()
     feed = None
@@ -170,11 +163,6 @@ def _give_up(timeout: float) -> None:
     os._exit(EXIT_TIMEOUT)
 
 
-def _pack_loaded(pack: Pack) -> None:
+def _pack_metric(pack: Pack) -> None:
     metrics.PACK.clear()
     metrics.PACK.labels(pack=pack.id, version=pack.version, digest=pack.digest[:12]).set(1)
-    log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules), digest=pack.digest[:12])
-
-
-def _pack_refused(err: RuleError) -> None:
-    log.error("pack_refused", problems=[str(p) for p in err.problems], kept="previous pack")

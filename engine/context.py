@@ -14,7 +14,17 @@ import msgspec
 from msgspec import Struct
 
 from engine.batch import Batch, Raw, dead_letter, input_partition
-from engine.records import ACTIVITY_STREAMS, Channel, Loan, Party, Record, Relation, SensorKind, SensorReading, Transaction
+from engine.records import (
+    ACTIVITY_STREAMS,
+    Channel,
+    Loan,
+    Party,
+    Record,
+    Relation,
+    SensorKind,
+    SensorReading,
+    Transaction,
+)
 from engine.reference import Reference
 from engine.tracing import Trace, Tracer
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 import msgspec
 import polars as pl
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Producer,
+    TopicPartition,
+)
 
 from connectors.alert_store import AlertStore
 from connectors.broker import die_with_parent, free_port
@@ -112,6 +118,16 @@ def replay_alerts(b: Bank, txs: list[Transaction], tmp: Path, rules: Path) -> di
     db = tmp / "replay.duckdb"
     app.run_flow(FileSource(stream_files(data)), data, db, rules)
     return stored_alerts(db)
+
+
+def published(expected: dict[str, dict]) -> set[str]:
+    """The alert ids that go to the alerts topic: all but the shadow ones."""
+    return {a for a, v in expected.items() if not v["shadow"]}
+
+
+def produce_reference(bootstrap: str, topics: dict[str, str], b: Bank) -> None:
+    for kind, records in b.reference.items():
+        produce_records(bootstrap, topics[kind], records)
 
 
 def comparable(a: dict) -> dict:

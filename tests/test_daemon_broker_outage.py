@@ -25,9 +25,8 @@ def test_broker_restart_and_freeze_under_a_running_daemon_lose_nothing(tmp_path)
         txs = kit.traffic(b, 150, seed=13)  # 3,020 events
         rules = kit.match_pack(tmp_path)
         expected = kit.replay_alerts(b, txs, tmp_path, rules)
-        published = {a for a, v in expected.items() if not v["shadow"]}
-        for kind, records in b.reference.items():
-            kit.produce_records(tansu.bootstrap, t[kind], records)
+        published = kit.published(expected)
+        kit.produce_reference(tansu.bootstrap, t, b)
 
         # deliveries time out after 2 s, so a 6 s outage makes the sink re-send
         daemon = kit.Daemon(tmp_path, tansu.bootstrap, t, rules,

@@ -19,9 +19,8 @@ def test_two_processes_give_the_alerts_of_a_single_worker(broker, topics, tmp_pa
     txs = kit.traffic(b, 60, seed=9)
     rules = kit.match_pack(tmp_path)
     expected = kit.replay_alerts(b, txs, tmp_path, rules)  # one worker reading one file
-    published = {a for a, v in expected.items() if not v["shadow"]}
-    for kind, records in b.reference.items():
-        kit.produce_records(broker.bootstrap, t[kind], records)
+    published = kit.published(expected)
+    kit.produce_reference(broker.bootstrap, t, b)
     kit.produce_records(broker.bootstrap, t["transactions"], txs, key=kit.borrower_key(b))
 
     daemon = kit.Daemon(tmp_path, broker.bootstrap, t, rules, processes=2)

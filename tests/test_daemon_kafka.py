@@ -39,11 +39,10 @@ def test_alerts_topic_and_store_match_a_file_replay(broker, topics, tmp_path, da
     txs = kit.traffic(b, 40)
     rules = kit.match_pack(tmp_path)
     expected = kit.replay_alerts(b, txs, tmp_path, rules)
-    published = {a for a, v in expected.items() if not v["shadow"]}
+    published = kit.published(expected)
     assert len(published) > 50 and len(expected) > len(published)  # the shadow rule fired too
 
-    for kind, records in b.reference.items():
-        kit.produce_records(broker.bootstrap, t[kind], records)
+    kit.produce_reference(broker.bootstrap, t, b)
     daemon = daemon_factory(broker.bootstrap, t, rules).start()
     kit.produce_records(broker.bootstrap, t["transactions"], txs, key=kit.borrower_key(b))
 

@@ -78,13 +78,12 @@ def test_ten_thousand_malformed_messages_become_dead_letters(broker, topics, tmp
     bad = sum(1 for m in messages if m[3] is not None)
     assert bad >= 10_000
 
-    for kind, records in b.reference.items():
-        kit.produce_records(broker.bootstrap, t[kind], records)
+    kit.produce_reference(broker.bootstrap, t, b)
     daemon = kit.Daemon(tmp_path, broker.bootstrap, t, rules, extra="max_message_bytes = 2048")
     try:
         daemon.start()
         where = _produce(broker.bootstrap, t["transactions"], messages)
-        published = {a for a, v in expected.items() if not v["shadow"]}
+        published = kit.published(expected)
         alerts = kit.alert_messages(broker.bootstrap, t["alerts"], at_least=len(published))
         dead = kit.read_topic(broker.bootstrap, t["dead_letters"], at_least=bad, timeout=120)
         assert daemon.get("/healthz") == (200, "ok\n")

@@ -48,9 +48,8 @@ def test_kill_9_and_sigterm_mid_stream_lose_and_duplicate_nothing(broker, topics
     txs = kit.traffic(b, 200, seed=3)  # 8,040 events
     rules = kit.match_pack(tmp_path)
     expected = kit.replay_alerts(b, txs, tmp_path, rules)
-    published = {a for a, v in expected.items() if not v["shadow"]}
-    for kind, records in b.reference.items():
-        kit.produce_records(broker.bootstrap, t[kind], records)
+    published = kit.published(expected)
+    kit.produce_reference(broker.bootstrap, t, b)
     hold = len(txs) * 7 // 10  # the last 30% wait until the SIGTERM was sent: it lands mid-stream
     producer = PacedProducer(broker.bootstrap, t["transactions"], txs, kit.borrower_key(b), hold_at=hold // 100 * 100)
 

@@ -22,8 +22,23 @@ from engine.records import Alert
 from engine.rules import condition as cond
 from engine.rules.errors import Problem, RuleError
 from engine.rules.fields import Field, UnknownField, resolve
-from engine.rules.kinds import AbsenceKind, AggregateKind, BaselineKind, BaselineMeasures, GraphKind, Kind, MeasureSpec
-from engine.rules.predicates import MODIFIERS, Predicate, check, combine, conjunction, predicate
+from engine.rules.kinds import (
+    AbsenceKind,
+    AggregateKind,
+    BaselineKind,
+    BaselineMeasures,
+    GraphKind,
+    Kind,
+    MeasureSpec,
+)
+from engine.rules.predicates import (
+    MODIFIERS,
+    Predicate,
+    check,
+    combine,
+    conjunction,
+    predicate,
+)
 from engine.rules.source import Located
 from engine.rules.spec import RuleSpec, duration
 

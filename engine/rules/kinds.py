@@ -28,6 +28,7 @@ from typing import Any
 
 from msgspec import Struct
 
+from engine.context import STREAM_OF
 from engine.tracing import route_lines
 
 Getter = Callable[[Any], Any]
@@ -165,8 +166,8 @@ class AbsenceKind(Kind):
     require_activity: str | None
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
-        stream = type(view).__name__
-        if self.require_activity and stream == _VIEW_OF[self.require_activity]:
+        stream = STREAM_OF[type(view)]
+        if stream == self.require_activity:
             # the hours the borrower was active, for ACTIVITY_MEMORY: long enough for a
             # deadline to be checked even when this stream runs weeks ahead of the other
             hour = view.ts.replace(minute=0, second=0, microsecond=0)
@@ -175,7 +176,7 @@ class AbsenceKind(Kind):
                 bisect.insort(seen, hour)
             while seen[0] < seen[-1] - ACTIVITY_MEMORY:
                 seen.pop(0)
-        if stream != _VIEW_OF[rule.stream] or not rule.in_scope(view):
+        if stream != rule.stream or not rule.in_scope(view):
             return []
         key = self.key(view)
         if key is None:
@@ -228,8 +229,6 @@ class AbsenceKind(Kind):
                             ["start", "no expected event"], t["summary"]))
         return hits
 
-
-_VIEW_OF = {"transactions": "TxView", "sensors": "SensorView"}
 
 
 @dataclass

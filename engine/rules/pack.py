@@ -66,8 +66,8 @@ def pack_fingerprint(root: Path) -> tuple:
 def _referenced_files(root: Path) -> list[Path]:
     try:
         meta = yaml.safe_load((root / "pack.yaml").read_text()) or {}
-        filters = sorted((root / meta["filters"]).glob("*.yaml")) if meta.get("filters") else []
-        return [root / rel for rel in [*meta.get("lists", []), meta.get("test_context")] if rel] + filters
+        listed = [root / rel for rel in [*meta.get("lists", []), meta.get("test_context")] if rel]
+        return listed + filter_files(root, meta.get("filters"))
     except (OSError, yaml.YAMLError, AttributeError, TypeError):
         return []  # load_pack reports it properly
 
@@ -130,8 +130,8 @@ def load_pack(root: Path) -> Pack:
                 tuple(sup for _, sup in suppressions))
 
 
-def filter_files(root: Path, meta: PackSpec) -> list[Path]:
-    return sorted(Path(os.path.normpath(root / meta.filters)).glob("*.yaml")) if meta.filters else []
+def filter_files(root: Path, filters: str | None) -> list[Path]:
+    return sorted(Path(os.path.normpath(root / filters)).glob("*.yaml")) if filters else []
 
 
 def _load_filters(root: Path, meta: PackSpec, meta_loc: source.Located, problems: list[Problem], digest) -> list:
@@ -140,7 +140,7 @@ def _load_filters(root: Path, meta: PackSpec, meta_loc: source.Located, problems
         problems.append(meta_loc.problem(("filters",), f"filters directory not found: {meta.filters}"))
         return []
     out = []
-    for path in filter_files(root, meta):
+    for path in filter_files(root, meta.filters):
         digest.update(path.read_bytes())
         try:
             loc = source.load(path)
