@@ -39,9 +39,10 @@ class _StorePartition(StatefulSinkPartition[Batch[Alert], None]):
             self.stats.events += sum(b.seen for b in values)
             self.stats.alerts_new += new_alerts
             self.stats.dead_new += new_dead
-            fresh = [a for a in alerts if a.id not in self.stats.seen]
-            self.stats.seen.update(a.id for a in fresh)
-            self.stats.by_rule.update(a.rule_id for a in fresh)
+            for a in alerts:  # distinct ids: the same alert can come from two shards in one write
+                if a.id not in self.stats.seen:
+                    self.stats.seen.add(a.id)
+                    self.stats.by_rule[a.rule_id] += 1
             self.stats.by_reason.update(d.reason.split(":")[0] for d in dead)
 
     def snapshot(self) -> None:
