@@ -8,11 +8,9 @@ ended, whatever the group says.
 The source screens what the decoder cannot judge: a message with no value, one
 over the size limit, one with a byte-order mark (UTF-16), an unsupported
 schema version (header `schema-version` or field `schema_version`; absent
-means 1), an event time without a zone, and an event whose time is far behind
-the newest event already read from its partition (`late`). Such a message goes
-on as a `Raw` with `reject` set and becomes a dead letter. The newest event
-time is part of the partition's snapshot, so the verdict is the same after a
-restart.
+means 1) and an event time without a zone. Such a message goes on as a `Raw`
+with `reject` set and becomes a dead letter. Lateness is judged later, after
+validation (engine.lateness), so a rejected message never moves a clock.
 """
 
 from __future__ import annotations
@@ -48,24 +46,17 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _UTF8_BOM = b"\xef\xbb\xbf"
 
 
-@dataclass(frozen=True)
-class Screen:
-    max_bytes: int
-    lateness: timedelta
-
-
 @dataclass
 class PartState:
     offset: int  # next offset to read
-    newest: float | None = None  # newest event time read so far, POSIX seconds
 
 
-def screen(message: Message, value: bytes | None, state: PartState, rules: Screen) -> str | None:
-    """Why a message cannot go on as an event, or None. Updates the partition's newest time."""
+def screen(message: Message, value: bytes | None, max_bytes: int) -> str | None:
+    """Why a message cannot go on as an event, or None."""
     if value is None:
         return "empty: message has no value"
-    if len(value) > rules.max_bytes:
-        return f"oversized: {len(value)} bytes > limit {rules.max_bytes}"
+    if len(value) > max_bytes:
+        return f"oversized: {len(value)} bytes > limit {max_bytes}"
     if value[:2] in _UTF16_BOMS or value[:3] == _UTF8_BOM:
         return "encoding: byte-order mark (UTF-16, or UTF-8 with BOM); expected UTF-8 JSON"
     version = _header(message, "schema-version")
@@ -77,15 +68,8 @@ def screen(message: Message, value: bytes | None, state: PartState, rules: Scree
         version = str(peek.schema_version)
     if version is not None and version not in SUPPORTED_VERSIONS:
         return f"unsupported version: {version!r} (supported: {', '.join(sorted(SUPPORTED_VERSIONS))})"
-    if peek is not None and peek.ts is not None:
-        if peek.ts.tzinfo is None:  # event time must be comparable with the loans' times
-            return "invalid: $.ts: timestamp without a time zone"
-        t = peek.ts.timestamp()
-        if state.newest is not None and t < state.newest - rules.lateness.total_seconds():
-            behind = timedelta(seconds=round(state.newest - t))
-            return f"late: {behind} behind the newest event of its partition (allowed {rules.lateness})"
-        if state.newest is None or t > state.newest:
-            state.newest = t
+    if peek is not None and peek.ts is not None and peek.ts.tzinfo is None:
+        return "invalid: $.ts: timestamp without a time zone"  # must be comparable with the loans' times
     return None
 
 
@@ -153,7 +137,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         value = m.value()
         position = f"{m.partition()}:{m.offset()}"
         try:
-            reason = screen(m, value, self.state, self.source.rules)
+            reason = screen(m, value, self.source.max_bytes)
         except Exception as e:  # a screening bug must not stop the daemon
             reason = f"unscreenable: {type(e).__name__}"
         if reason is None:
@@ -172,7 +156,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
     def snapshot(self) -> PartState:
         if self.stopped_at is not None:
             self.snapshot_after_stop = True
-        return PartState(self.state.offset, self.state.newest)
+        return PartState(self.state.offset)
 
     def close(self) -> None:
         self.consumer.close()
@@ -183,7 +167,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
 
     def __init__(
         self, config: dict, topics: dict[str, str], *, batch_size: int = 5000,
-        max_bytes: int = 1_048_576, lateness: timedelta = timedelta(days=7), idle_wait: float = 0.005,
+        max_bytes: int = 1_048_576, idle_wait: float = 0.005,
         stopping: threading.Event | None = None, wait_for_topics: float | None = None,
         stop_wait: float = 0.0,
     ):
@@ -191,7 +175,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         (the epoch length when recovery is on) before ending the partition."""
         self.config, self.topics = config, topics
         self.batch_size, self.idle_wait = batch_size, idle_wait
-        self.rules = Screen(max_bytes, lateness)
+        self.max_bytes = max_bytes
         self.stopping = stopping or threading.Event()
         self.wait_for_topics = wait_for_topics
         self.stop_wait = stop_wait

@@ -69,7 +69,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
     source = KafkaInput(
         kafka_config(settings, **{"group.id": settings.kafka.group_id}), settings.topics.streams(),
         batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
-        lateness=timedelta(seconds=settings.input.allowed_lateness), idle_wait=settings.input.idle_wait,
+        idle_wait=settings.input.idle_wait,
         stopping=stopping, stop_wait=settings.recovery.snapshot_interval + 1 if settings.recovery.directory else 0,
     )
     sinks = [
@@ -78,8 +78,9 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
                     delivery_timeout=settings.output.delivery_timeout),
     ]
     initial = snapshot_events(reference, settings.reference.snapshot) if pid == 0 and settings.reference.snapshot else []
-    flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial))
     recovery = _recovery(settings, pid, log_)
+    flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial),
+                      lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None)
     broker_watch.watch(kafka_config(settings), stopping)
     status.ready = True
     metrics.READY.set(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import partial
 
 import bytewax.operators as op
@@ -14,10 +14,11 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 
-from engine.batch import Batch, Raw, dead_letter
+from engine.batch import Batch, Raw, dead_letter, input_partition
 from engine.context import enrich_batch, trace_batch
 from engine.decode import decode
 from engine.detect import Detector, split_by_shard
+from engine.lateness import Lateness
 from engine.records import Alert, DeadLetter
 from engine.reference import Reference
 from engine.rules.pack import Pack
@@ -28,49 +29,92 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _freeze(state: object) -> bytes:
-    """An immutable snapshot: pickled now (Bytewax may write it later, while the
-    state changes on). Cheaper than a deep copy that Bytewax pickles anyway: p50
-    alert latency 312 -> 79 ms with recovery on in benchmarks/daemon.py."""
-    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+Refresh = Callable[[], tuple[list[DeadLetter], list[Raw]]]
+
+
+class _Snapshots:
+    """Pickles a step's state for recovery, and only then: without recovery (replay,
+    backtest, the embedded run) Bytewax still asks every epoch, and pickling 64
+    detection shards each time cost 42% of an 8,000-borrower replay.
+
+    The state is pickled at once (Bytewax may write it later, while the state
+    changes on): cheaper than a deep copy that Bytewax pickles anyway (p50 alert
+    latency 312 -> 79 ms with recovery on in benchmarks/daemon.py). A state left
+    unchanged since the last snapshot gives the same bytes again, unpickled."""
+
+    def __init__(self, recoverable: bool):
+        self.recoverable = recoverable
+        self.last: bytes | None = None
+        self.changed = True
+
+    def take(self, state: object) -> bytes | None:
+        if not self.recoverable:
+            return None
+        if self.changed or self.last is None:
+            self.last = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            self.changed = False
+        return self.last
 
 
 def _thaw(snapshot: bytes | None):
     return None if snapshot is None else pickle.loads(snapshot)
 
 
+class _EnrichLogic(StatefulBatchLogic[list[Raw], Batch, bytes]):
+    """Decode and enrich one input partition's batches; its lateness clock is the state."""
+
+    def __init__(self, reference: Reference, refresh: Refresh | None, lateness: timedelta | None,
+                 recoverable: bool, resume: bytes | None):
+        self.reference, self.refresh = reference, refresh
+        self.lateness = Lateness(lateness, _thaw(resume))
+        self.snapshots = _Snapshots(recoverable)
+
+    def on_batch(self, values: list[list[Raw]]) -> tuple[list[Batch], bool]:
+        self.snapshots.changed = True
+        return [_enrich(decode(raws), self.reference, self.refresh, self.lateness) for raws in values], \
+            StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes | None:
+        return self.snapshots.take(self.lateness.newest)
+
+
 class _TraceLogic(StatefulBatchLogic[Batch, Batch, bytes]):
     """Fund tracing needs every account's attributions, so it is one keyed state."""
 
-    def __init__(self, reference: Reference, resume: bytes | None):
+    def __init__(self, reference: Reference, recoverable: bool, resume: bytes | None):
         self.reference = reference
         self.tracer = _thaw(resume) or Tracer()
+        self.snapshots = _Snapshots(recoverable)
 
     def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
+        self.snapshots.changed = self.snapshots.changed or any(b.items for b in values)
         return [trace_batch(b, self.tracer, self.reference) for b in values], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> bytes:
-        return _freeze(self.tracer)
+    def snapshot(self) -> bytes | None:
+        return self.snapshots.take(self.tracer)
 
 
 class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
     """One shard's detection state, snapshotted for recovery."""
 
-    def __init__(self, detector: Detector, resume: bytes | None):
+    def __init__(self, detector: Detector, recoverable: bool, resume: bytes | None):
         self.detector = detector
         self.state: dict = _thaw(resume) or {}
+        self.snapshots = _Snapshots(recoverable)
 
     def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
+        heard = self.state.get("_progress", {})
+        for b in values:  # a batch that only repeats how far the inputs are changes nothing
+            if b.items or any(where not in heard or ts > heard[where] for where, ts in b.progress.items()):
+                self.snapshots.changed = True
         return [self.detector.run(b, self.state) for b in values], StatefulBatchLogic.RETAIN
 
-    def snapshot(self) -> bytes:
-        return _freeze(self.state)
+    def snapshot(self) -> bytes | None:
+        return self.snapshots.take(self.state)
 
 
-Refresh = Callable[[], tuple[list[DeadLetter], list[Raw]]]
 
-
-def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None) -> Batch:
+def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lateness) -> Batch:
     if refresh is not None:
         dead, events = refresh()  # reference updates that arrived so far, before these events
         batch.dead.extend(dead)
@@ -78,12 +122,12 @@ def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None) -> Batch:
             decoded = decode(events)
             batch = Batch(decoded.items + batch.items, batch.dead + decoded.dead, batch.seen)
     try:
-        return enrich_batch(Batch(batch.items, list(batch.dead), batch.seen), ref)
+        return enrich_batch(Batch(batch.items, list(batch.dead), batch.seen), ref, lateness)
     except Exception:  # noqa: BLE001 - find the record that broke it; no record may stop the flow
         out = Batch(dead=batch.dead, seen=batch.seen)
         for raw, record in batch.items:
             try:
-                one = enrich_batch(Batch([(raw, record)]), ref)
+                one = enrich_batch(Batch([(raw, record)]), ref, lateness)
             except Exception as e:  # noqa: BLE001
                 out.dead.append(dead_letter(raw, f"error: {type(e).__name__} in enrichment: {e}"))
                 continue
@@ -101,26 +145,32 @@ def build_flow(
     sinks: list[Sink[Batch[Alert]]],
     clock: Callable[[], datetime] = utc_now,
     refresh: Refresh | None = None,
+    lateness: timedelta | None = None,
+    recoverable: bool = False,
 ) -> Dataflow:
-    """raw batches -> decode -> enrich -> trace -> detect (sharded by borrower) -> sinks.
+    """raw batches -> decode and enrich (keyed by input partition) -> trace -> detect
+    (sharded by borrower) -> sinks.
 
     Dead letters ride along in each batch to the sinks.
 
     `refresh`, when given, applies pending reference updates to `reference`
     before each batch is enriched and returns their dead letters and the
     relation and party records to look at as events (the daemon's reference
-    topics)."""
+    topics). `lateness`: how far an event may lag its input partition's newest
+    event (None: no check). `recoverable`: snapshots are written (recovery on),
+    so state is pickled; otherwise it never is."""
     flow = Dataflow("fundwatch")
-    raw = op.input("input", flow, source)
-    decoded = op.map("decode", raw, decode)
-    enriched = op.map("enrich", decoded, partial(_enrich, ref=reference, refresh=refresh))
+    raw = op.key_on("partition", op.input("input", flow, source),
+                    lambda raws: input_partition(raws[0]) if raws else "")
+    enriched = op.key_rm("unpartition", op.stateful_batch(
+        "enrich", raw, partial(_EnrichLogic, reference, refresh, lateness, recoverable)))
     traced = op.key_rm(
         "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
-                                     partial(_TraceLogic, reference)),
+                                     partial(_TraceLogic, reference, recoverable)),
     )
     detector = Detector(pack, clock, reference)
     sharded = op.flat_map("shard", traced, split_by_shard)
-    detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector)))
+    detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector, recoverable)))
     for i, sink in enumerate(sinks):
         if isinstance(sink, FixedPartitionedSink):
             # partitioned sinks take (key, item); the store has one partition

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Struct
 
 from engine.batch import Batch, Raw, dead_letter, input_partition
+from engine.lateness import Lateness
 from engine.records import (
     ACTIVITY_STREAMS,
     Channel,
@@ -211,8 +212,9 @@ def _midnight(day: date) -> datetime:
 _ENRICH = {Transaction: enrich, SensorReading: enrich_reading, Relation: enrich_relation, Party: enrich_party}
 
 
-def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[View]:
-    """Stage 2: attach context; events naming unknown reference data become dead letters."""
+def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference, lateness: Lateness | None = None) -> Batch[View]:
+    """Stage 2: attach context; events naming unknown reference data become dead letters,
+    and so do valid events too far behind their partition (only valid ones move its clock)."""
     out: Batch[View] = Batch(dead=batch.dead, seen=batch.seen)
     progress = out.progress
     for raw, record in batch.items:
@@ -221,11 +223,15 @@ def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference) -> Batch[View
         except UnknownReference as e:
             out.dead.append(dead_letter(raw, f"invalid: {e}"))
             continue
-        out.items.append(view)
         if raw.stream in ACTIVITY_STREAMS:
             where = input_partition(raw)
+            late = lateness.admit(where, view.ts) if lateness is not None else None
+            if late is not None:
+                out.dead.append(dead_letter(raw, late))
+                continue
             if where not in progress or view.ts > progress[where]:
                 progress[where] = view.ts
+        out.items.append(view)
     return out
 
 

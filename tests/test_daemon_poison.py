@@ -1,0 +1,69 @@
+"""Screen, validate, then move clocks: a message dated 2100-01-01 that is itself
+rejected (an unknown account, a negative amount, oversized) never makes the good
+events after it late, neither in the running daemon nor after a restart."""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine.batch import Raw
+from engine.context import enrich_batch
+from engine.decode import decode
+from engine.lateness import Lateness
+from tests import daemon_kit as kit
+from tests import tinybank
+from tests.test_tracing import reference
+
+FAR = "2100-01-01T00:00:00Z"
+
+
+def _poison(i: int) -> list[bytes]:
+    bad = {"id": f"poison-{i}", "ts": FAR, "from_account": "D1", "to_account": "CASH", "amount": 60000,
+           "channel": "cash"}
+    return [msgspec.json.encode({**bad, "from_account": "NOPE"}),  # unknown account
+            msgspec.json.encode({**bad, "amount": -1}),  # invalid
+            msgspec.json.encode({**bad, "memo": "x" * 5000})]  # oversized
+
+
+def test_a_rejected_far_future_event_moves_no_clock():
+    ref = reference()
+    clock = Lateness(tinybank.T0 - tinybank.T0)  # nothing may lag at all
+    good = tinybank.tx("ok", 1, "D1", "A-S1", 100)
+    raws = [Raw("transactions", "t", f"0:{i}", v) for i, v in enumerate(_poison(0)[:2])]
+    raws.append(Raw("transactions", "t", "0:9", msgspec.json.encode(good)))
+    out = enrich_batch(decode(raws), ref, clock)
+    assert [v.id for v in out.items] == ["ok"] and len(out.dead) == 2
+    assert clock.newest == {"t#0": good.ts}
+    late = tinybank.tx("older", 0.5, "D1", "A-S1", 100)
+    out = enrich_batch(decode([Raw("transactions", "t", "0:10", msgspec.json.encode(late))]), ref, clock)
+    assert out.dead[0].reason.startswith("late: ") and clock.newest == {"t#0": good.ts}
+
+
+def test_far_future_dead_letters_lose_no_good_event_before_and_after_a_restart(broker, topics, tmp_path):
+    t = topics()
+    b = kit.bank(10)
+    good = kit.traffic(b, 60, seed=21)
+    rules = kit.match_pack(tmp_path)
+    expected = kit.replay_alerts(b, good, tmp_path, rules)
+    kit.produce_reference(broker.bootstrap, t, b)
+    half = len(good) // 2
+    first = [(None, msgspec.json.encode(e)) for e in good[:half]]
+    second = [(None, msgspec.json.encode(e)) for e in good[half:]]
+    poison = [(None, v) for i in range(3) for v in _poison(i)]
+
+    daemon = kit.Daemon(tmp_path, broker.bootstrap, t, rules, extra="max_message_bytes = 4096")
+    try:
+        daemon.start()
+        kit.produce(broker.bootstrap, t["transactions"], first[:10] + poison[:3] + first[10:])
+        daemon.wait_until(lambda: daemon.metric("fundwatch_events_in_total") >= half + 3, 60, "first half")
+        assert daemon.terminate() == 0
+        daemon.start()  # the restart resumes the partition's clock from the snapshot
+        kit.produce(broker.bootstrap, t["transactions"], poison[3:] + second)
+        dead = kit.read_topic(broker.bootstrap, t["dead_letters"], at_least=len(poison), timeout=60)
+        kit.alert_messages(broker.bootstrap, t["alerts"], at_least=len(kit.published(expected)))
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop_quietly()
+    reasons = sorted(msgspec.json.decode(m.value())["reason"].split(":")[0] for m in dead)
+    assert reasons == ["invalid"] * 6 + ["oversized"] * 3
+    assert kit.stored_alerts(daemon.db) == expected
