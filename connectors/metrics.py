@@ -35,6 +35,7 @@ CONSUMER_LAG = Gauge("fundwatch_consumer_lag", "Messages behind the partition's 
 BROKER_UP = Gauge("fundwatch_broker_up", "1 while the broker answers, 0 during an outage")
 OUTAGES = Counter("fundwatch_broker_outages", "Times all brokers became unreachable")
 PACK = Gauge("fundwatch_pack_info", "The rule pack in use", ["pack", "version", "digest"])
+STATE_ENTRIES = Gauge("fundwatch_state_entries", "Per-key detection state kept, by rule", ["rule"])
 READY = Gauge("fundwatch_ready", "1 once reference data is loaded and the flow runs")
 BROKER_UP.set(1)
 

@@ -14,6 +14,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 
+from connectors import metrics
 from engine.batch import Batch, Raw, dead_letter, input_partition
 from engine.context import enrich_batch, trace_batch
 from engine.decode import decode
@@ -101,13 +102,20 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
         self.detector = detector
         self.state: dict = _thaw(resume) or {}
         self.snapshots = _Snapshots(recoverable)
+        self.entries: dict[str, int] = {}  # this shard's last state counts, added into the metric
 
     def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
         heard = self.state.get("_progress", {})
         for b in values:  # a batch that only repeats how far the inputs are changes nothing
             if b.items or any(where not in heard or ts > heard[where] for where, ts in b.progress.items()):
                 self.snapshots.changed = True
-        return [self.detector.run(b, self.state) for b in values], StatefulBatchLogic.RETAIN
+        out = [self.detector.run(b, self.state) for b in values]
+        entries = self.state.get("_entries", {})
+        if entries is not self.entries:  # swept: report the change of this shard's counts
+            for rule in entries.keys() | self.entries.keys():
+                metrics.STATE_ENTRIES.labels(rule=rule).inc(entries.get(rule, 0) - self.entries.get(rule, 0))
+            self.entries = entries
+        return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         return self.snapshots.take(self.state)

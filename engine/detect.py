@@ -14,6 +14,13 @@ restart) cannot fire deadlines that events still queued elsewhere could meet.
 It is kept per shard because the stream engine may hand a worker one shard's
 events of a whole epoch before another's. A deadline is also proven by the
 next event of its key arriving after it (see engine.rules.kinds.AbsenceKind).
+
+What a shard keeps: per rule (by id and version) that rule kind's per-key
+state; `_suppress` (rule, entity) -> the first alert's id until its
+suppression ends; `_progress` input partition -> latest event time heard of.
+Once a day of event time the watermark sweeps it: keys no window can use any
+more, ended suppressions and the state of rules no longer in the pack go, and
+`_entries` counts what is left, per rule (the state metric).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from engine.rules.pack import Pack
 
 SHARDS = 64
 ALLOWED_LATENESS = timedelta(minutes=10)
+SWEEP_EVERY = timedelta(days=1)
 
 
 def split_by_shard(batch: Batch[View], shards: int = SHARDS) -> list[tuple[str, Batch[View]]]:
@@ -92,6 +100,7 @@ class Detector:
             for rule in pack.rules:
                 for hit in rule.kind.on_watermark(rule, watermark, own[rule]):
                     hits.append((rule, hit))
+            _sweep(pack, watermark, state)
         alerts = self._alerts(pack, hits, state, now)
         spreading = by_stream["alerts"]
         if spreading and alerts:
@@ -111,6 +120,27 @@ class Detector:
                 ids.add(alert.id)
                 alerts.append(alert)
         return alerts
+
+
+def _sweep(pack: Pack, watermark: datetime, state: dict) -> None:
+    """Expire what no window can still use; at most once per SWEEP_EVERY of event time."""
+    swept = state.get("_swept")
+    if swept is not None and watermark - swept < SWEEP_EVERY:
+        return
+    state["_swept"] = watermark
+    live = {rule.state_key: rule for rule in pack.rules}
+    for key in [k for k in state if not k.startswith("_") and k not in live]:
+        del state[key]  # a rule removed from the pack or replaced by a new version
+    slots = state.get("_suppress", {})
+    for slot in [k for k, (_, until) in slots.items() if until < watermark]:
+        del slots[slot]
+    entries = {rule.id: 0 for rule in pack.rules}
+    for rule_id, _ in slots:
+        entries[rule_id] = entries.get(rule_id, 0) + 1
+    for key, rule in live.items():
+        rule.kind.expire(watermark, state[key])
+        entries[rule.id] += rule.kind.entries(state[key])
+    state["_entries"] = entries
 
 
 def failed(view: View, reason: str) -> DeadLetter:

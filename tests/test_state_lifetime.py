@@ -1,0 +1,74 @@
+"""Every piece of per-key detection state has a lifetime: once its key has been
+quiet longer than the longest window that can use it, the watermark's daily
+sweep drops it; what is left is counted per rule. Also the compact form of the
+activity hours and the state of a rule version no longer in the pack."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from engine.detect import Detector
+from engine.rules.kinds import ACTIVITY_MEMORY, BASELINE_MEMORY
+from engine.rules.pack import load_pack
+from tests import tinybank
+from tests.test_event_time import PACK, Flow
+from tests.tinybank import tx
+
+
+def _kept(flow: Flow) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for state in flow.states.values():
+        for rule, n in state.get("_entries", {}).items():
+            total[rule] = total.get(rule, 0) + n
+    return {r: n for r, n in total.items() if n}
+
+
+def _quiet_for(flow: Flow, days: float, step: float = 5) -> None:
+    """Someone else's payments move event time on, `step` days at a time."""
+    start = flow.states and max(max(s.get("_progress", {"x": tinybank.T0}).values()) for s in flow.states.values())
+    first = (start - tinybank.T0).total_seconds() / 86400 if start else 0
+    d = first
+    while d < first + days:
+        d += step
+        flow.feed("0", tx(f"other-{d}", d, "A-S2", "A-N1", 5_000))
+
+
+def test_state_of_a_quiet_borrower_expires_and_the_count_falls_to_nothing():
+    flow = Flow()
+    flow.feed("0", *[t for t, _ in tinybank.CASES[:-1]])  # disbursement, payments, cash: windows, timers, slots
+    _quiet_for(flow, 3, step=1)
+    busy = _kept(flow)
+    assert {"ID-001", "MR-002", "SS-001"} <= busy.keys(), busy  # timers and activity hours
+    longest = max(ACTIVITY_MEMORY, BASELINE_MEMORY) + max(
+        (r.kind.within for r in PACK.rules if hasattr(r.kind, "within")), default=timedelta(0))
+    _quiet_for(flow, longest.days + 10, step=10)
+    left = _kept(flow)
+    assert sum(left.values()) < sum(busy.values()), left  # only what the ongoing payments keep
+    kept = repr([{k: v for k, v in s.items() if not k.startswith("_")} for s in flow.states.values()])
+    assert "B1" not in kept and "L1" not in kept and "t-" not in kept
+    suppress = [s.get("_suppress", {}) for s in flow.states.values()]
+    assert not any(suppress)
+
+
+def test_activity_hours_are_kept_compactly_and_only_for_the_activity_memory():
+    flow = Flow()
+    for d in range(0, 80):
+        flow.feed("0", tx(f"a-{d}", d, "A-B1", "A-S2", 100))
+    (hours,) = [s[k]["active"]["B1"] for s in flow.states.values() for k in s if k.startswith("SS-001") and
+                s[k].get("active", {}).get("B1") is not None]
+    assert hours.typecode == "i" and (hours[-1] - hours[0]) * 3600 <= ACTIVITY_MEMORY.total_seconds()
+
+
+def test_the_state_of_a_rule_version_no_longer_in_the_pack_goes():
+    flow = Flow()
+    flow.feed("0", *[t for t, _ in tinybank.CASES[:3]])
+    stale = {k for s in flow.states.values() for k in s if not k.startswith("_")}
+    assert stale
+    for state in flow.states.values():  # as if every rule had been at an older version before
+        for key in [k for k in state if not k.startswith("_")]:
+            state[key.replace("@", "@old")] = state.pop(key)
+    newer = load_pack(Path(__file__).resolve().parents[1] / "rules" / "post_loan")
+    flow.detector = Detector(lambda: newer, flow.detector.clock, flow.ref)
+    _quiet_for(flow, 3)
+    assert not any("@old" in k for s in flow.states.values() for k in s)
