@@ -9,10 +9,14 @@ broker is away this blocks the flow, which is what we want: nothing is read
 that could not be published.
 
 Alerts are JSON, keyed by borrower, with the alert id in the `alert-id`
-header; a restart can publish an alert again, so consumers drop repeats by
-id. Within a run an id is published once (the last RECENT ids are
-remembered): a repeat merged into an alert, or a circle seen from each of its
-guarantees, is not news. Shadow alerts (experimental rules) are never published.
+header. An id is published once: the last RECENT ids the broker confirmed are
+remembered, in the recovery snapshot too, so a repeat merged into an alert, a
+circle seen from each of its guarantees, or the graph alerts that the
+reference data raises again at every start are not news, and an id never goes
+out again with other evidence. Only after a kill -9 can the alerts confirmed
+since the last snapshot go out again (the same alerts, from the same events),
+so consumers still drop repeats by id. Shadow alerts (experimental rules) are
+never published.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from datetime import datetime, timezone
 
 import msgspec
 import structlog
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaException, Producer
 
 from connectors import metrics
@@ -61,11 +65,14 @@ class _Outbox:
 RECENT = 200_000
 
 
-class _Partition(StatelessSinkPartition[Batch[Alert]]):
-    def __init__(self, sink: "KafkaOutput"):
+class _Partition(StatefulSinkPartition[Batch[Alert], bytes]):
+    def __init__(self, sink: "KafkaOutput", resume: bytes | None):
         self.sink = sink
         self.producer = Producer(sink.producer_config())
-        self.published: OrderedDict[str, None] = OrderedDict()  # ids confirmed by the broker, newest last
+        # ids confirmed by the broker, newest last; snapshotted as 12 bytes an id (ids are 24 hex digits)
+        self.published: OrderedDict[str, None] = OrderedDict(
+            (resume[i:i + 12].hex(), None) for i in range(0, len(resume or b""), 12))
+        self.saved: bytes | None = resume or b""  # the last snapshot, while nothing new was confirmed
 
     def write_batch(self, items: list[Batch[Alert]]) -> None:
         started = time.perf_counter()
@@ -137,6 +144,7 @@ class _Partition(StatelessSinkPartition[Batch[Alert]]):
         now = datetime.now(timezone.utc)
         for item in confirmed:
             if isinstance(item, Alert):
+                self.saved = None
                 self.published[item.id] = None
                 if len(self.published) > RECENT:
                     self.published.popitem(last=False)
@@ -148,17 +156,24 @@ class _Partition(StatelessSinkPartition[Batch[Alert]]):
             else:
                 metrics.DEAD_LETTERS.labels(reason=item.reason.split(":", 1)[0]).inc()
 
+    def snapshot(self) -> bytes:
+        if self.saved is None:
+            self.saved = b"".join(bytes.fromhex(i) for i in self.published)
+        return self.saved
+
     def close(self) -> None:
         self.producer.flush(5.0)
 
 
-class KafkaOutput(DynamicSink[Batch[Alert]]):
-    """Every worker publishes the alerts and dead letters of its own batches."""
+class KafkaOutput(FixedPartitionedSink[Batch[Alert], bytes]):
+    """One partition publishes every alert and dead letter, so it alone knows
+    which ids went out; in a cluster process 0 (`owner`) holds it."""
 
     def __init__(self, config: dict, alerts_topic: str, dead_topic: str = "", *,
-                 delivery_timeout: float = 30.0):
+                 delivery_timeout: float = 30.0, owner: bool = True):
         self.config, self.alerts_topic, self.dead_topic = config, alerts_topic, dead_topic
         self.delivery_timeout = delivery_timeout
+        self.owner = owner
 
     def producer_config(self) -> dict:
         return {
@@ -169,5 +184,11 @@ class KafkaOutput(DynamicSink[Batch[Alert]]):
             "error_cb": metrics.kafka_error_callback("producer"), "logger": metrics.librdkafka_logger(),
         }
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Partition:
-        return _Partition(self)
+    def list_parts(self) -> list[str]:
+        return ["publish"] if self.owner else []
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: bytes | None) -> _Partition:
+        return _Partition(self, resume_state)

@@ -90,6 +90,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         self.awake: datetime | None = None
         self.stopped_at: float | None = None
         self.snapshot_after_stop = False
+        self.since_snapshot = 0  # messages read since the last snapshot
         self.last_emit = time.monotonic()
         self.labels = {"topic": topic, "partition": str(partition)}
         self.events_in = metrics.EVENTS_IN.labels(stream=stream)
@@ -99,8 +100,12 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
     def next_batch(self) -> list[list[Raw]]:
         if self.source.stopping.is_set():
             return self._stop()
+        room = self.source.snapshot_events - self.since_snapshot
+        if room <= 0:  # enough read since the last snapshot: wait for the next one
+            self.awake = datetime.now(timezone.utc) + timedelta(seconds=0.01)
+            return []
         out: list[Raw] = []
-        for m in self.consumer.consume(self.source.batch_size, 0):
+        for m in self.consumer.consume(min(self.source.batch_size, room), 0):
             err = m.error()
             if err is not None:
                 if err.code() != KafkaError._PARTITION_EOF:
@@ -108,6 +113,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
                 continue
             out.append(self._raw(m))
             self.state.offset = m.offset() + 1
+        self.since_snapshot += len(out)
         now = time.monotonic()
         if out:
             self.awake = None
@@ -154,6 +160,7 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         return self.awake
 
     def snapshot(self) -> PartState:
+        self.since_snapshot = 0
         if self.stopped_at is not None:
             self.snapshot_after_stop = True
         return PartState(self.state.offset)
@@ -169,16 +176,19 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         self, config: dict, topics: dict[str, str], *, batch_size: int = 5000,
         max_bytes: int = 1_048_576, idle_wait: float = 0.005,
         stopping: threading.Event | None = None, wait_for_topics: float | None = None,
-        stop_wait: float = 0.0,
+        stop_wait: float = 0.0, snapshot_events: int = 1 << 62,
     ):
         """`stop_wait`: once `stopping` is set, how long to wait for a snapshot
-        (the epoch length when recovery is on) before ending the partition."""
+        (the epoch length when recovery is on) before ending the partition.
+        `snapshot_events`: a partition reads at most this many messages between
+        two snapshots (it waits for the next), so a crash replays at most that."""
         self.config, self.topics = config, topics
         self.batch_size, self.idle_wait = batch_size, idle_wait
         self.max_bytes = max_bytes
         self.stopping = stopping or threading.Event()
         self.wait_for_topics = wait_for_topics
         self.stop_wait = stop_wait
+        self.snapshot_events = snapshot_events
 
     def consumer_config(self) -> dict:
         return {

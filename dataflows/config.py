@@ -73,7 +73,10 @@ class Reference(Conf):
 
 class Recovery(Conf):
     directory: str = ""  # "" runs without recovery (tests, demos)
-    snapshot_interval: Seconds = 5  # also the epoch length: a restart replays at most this much
+    snapshot_interval: Seconds = 2  # also the epoch length: a restart replays at most this much
+    # messages an input partition reads at most between two snapshots: under a backlog,
+    # a restart replays at most this many per partition
+    snapshot_events: Annotated[int, Meta(ge=1)] = 100_000
     backup_interval: float = 0
 
 

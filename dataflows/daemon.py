@@ -71,11 +71,12 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
         idle_wait=settings.input.idle_wait,
         stopping=stopping, stop_wait=settings.recovery.snapshot_interval + 1 if settings.recovery.directory else 0,
+        snapshot_events=settings.recovery.snapshot_events if settings.recovery.directory else 1 << 62,
     )
     sinks = [
         StoreSink(Path(settings.duckdb), owner=pid == 0),
         KafkaOutput(kafka_config(settings), settings.topics.alerts, settings.topics.dead_letters,
-                    delivery_timeout=settings.output.delivery_timeout),
+                    delivery_timeout=settings.output.delivery_timeout, owner=pid == 0),
     ]
     initial = snapshot_events(reference, settings.reference.snapshot) if pid == 0 and settings.reference.snapshot else []
     recovery = _recovery(settings, pid, log_)
