@@ -55,9 +55,8 @@ class ReferenceFeed:
         self.events: list[Raw] = []
         self.applied = 0
         stopping = stopping or threading.Event()
-        base = {"group.id": "fundwatch-reference", **config, "enable.auto.commit": False,
-                "enable.partition.eof": True, "fetch.wait.max.ms": 10,
-                "error_cb": metrics.kafka_error_callback("reference"), "logger": metrics.librdkafka_logger()}
+        base = metrics.client_config({"group.id": "fundwatch-reference", **config, "enable.auto.commit": False,
+                                      "enable.partition.eof": True, "fetch.wait.max.ms": 10}, "reference")
         self.parts = [TopicPartition(topic, p, OFFSET_BEGINNING)
                       for topic in self.kind_of for p in partitions_of(base, topic, stopping)]
         self.consumer = Consumer(base)

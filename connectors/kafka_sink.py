@@ -176,13 +176,12 @@ class KafkaOutput(FixedPartitionedSink[Batch[Alert], bytes]):
         self.owner = owner
 
     def producer_config(self) -> dict:
-        return {
+        return metrics.client_config({
             **self.config,
             "enable.idempotence": True,  # the producer's own retries never duplicate
             "linger.ms": 2,
             "message.timeout.ms": int(self.delivery_timeout * 1000),
-            "error_cb": metrics.kafka_error_callback("producer"), "logger": metrics.librdkafka_logger(),
-        }
+        }, "producer")
 
     def list_parts(self) -> list[str]:
         return ["publish"] if self.owner else []

@@ -191,12 +191,11 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         self.snapshot_events = snapshot_events
 
     def consumer_config(self) -> dict:
-        return {
+        return metrics.client_config({
             "group.id": "fundwatch", **self.config,
             "enable.auto.commit": False, "enable.partition.eof": False,
             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
-            "error_cb": metrics.kafka_error_callback("consumer"), "logger": metrics.librdkafka_logger(),
-        }
+        }, "consumer")
 
     def list_parts(self) -> list[str]:
         parts = []
@@ -212,7 +211,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
 
 def partitions_of(config: dict, topic: str, stopping: threading.Event, timeout: float | None = None) -> list[int]:
     """The topic's partitions; waits (logging) while the broker or the topic is missing."""
-    consumer = Consumer({k: v for k, v in config.items() if k not in ("error_cb", "logger")})
+    consumer = Consumer(metrics.client_config(config, "topics", marks_down=False))  # waiting is no outage
     started = time.monotonic()
     try:
         while True:

@@ -39,11 +39,19 @@ STATE_ENTRIES = Gauge("fundwatch_state_entries", "Per-key detection state kept, 
 READY = Gauge("fundwatch_ready", "1 once reference data is loaded and the flow runs")
 BROKER_UP.set(1)
 
+STALE = 2.0
 _DOWN = ("_ALL_BROKERS_DOWN", "_TRANSPORT", "_RESOLVE", "_TIMED_OUT")
 _state = {"up": True, "since": 0.0, "last_ok": 0.0}
 
 
-def kafka_error_callback(client: str) -> Callable:
+def client_config(config: dict, client: str, marks_down: bool = True) -> dict:
+    """A librdkafka client's settings with its errors and its own log lines as
+    rate-limited JSON lines, so nothing of it reaches stderr raw, even before
+    the first connection."""
+    return {**config, "error_cb": kafka_error_callback(client, marks_down), "logger": librdkafka_logger()}
+
+
+def kafka_error_callback(client: str, marks_down: bool = True) -> Callable:
     """librdkafka's error_cb: log (at most once per error and 10 s), and mark the
     broker down on connection errors. It is marked up again by a delivery
     report or by the broker watch (connectors/broker_watch.py)."""
@@ -51,7 +59,7 @@ def kafka_error_callback(client: str) -> Callable:
     def on_error(err) -> None:
         name = err.name()
         log_limited("kafka_error", client, name, fatal=err.fatal())
-        if name in _DOWN:
+        if marks_down and name in _DOWN:
             broker_down(client, name)
 
     return on_error
@@ -91,8 +99,9 @@ def log_limited(event: str, key: str, what: str, **kw) -> None:
 
 def broker_down(client: str, why: str) -> None:
     # errors are reported when a client is next polled, possibly after the
-    # broker answered again: an error within a second of an answer is stale
-    if _state["up"] and time.monotonic() - _state["last_ok"] > 1.0:
+    # broker answered again: an error within STALE seconds of an answer (the
+    # broker watch asks every second) is stale, so one outage counts once
+    if _state["up"] and time.monotonic() - _state["last_ok"] > STALE:
         _state.update(up=False, since=time.monotonic())
         OUTAGES.inc()
         BROKER_UP.set(0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from connectors.broker import Proxy, Tansu, free_port
+from connectors.broker_watch import OUTAGE_AFTER
 from tests import daemon_kit as kit
 from tests.test_daemon_recovery import PacedProducer
 
@@ -42,11 +43,17 @@ def test_broker_restart_and_freeze_under_a_running_daemon_lose_nothing(tmp_path)
         time.sleep(4)
         proxy.start()  # back, same address, data intact
 
+        daemon.wait_until(lambda: daemon.metric("fundwatch_broker_up") == 1, 30, "broker back")
+        assert daemon.metric("fundwatch_broker_outages_total") == 1
         producer = PacedProducer(tansu.bootstrap, t["transactions"], rest, kit.borrower_key(b), rate=1500)
         producer.start()
         time.sleep(0.5)
         tansu.pause()  # frozen: connections open, nothing answers
-        time.sleep(3)
+        frozen = time.monotonic()
+        daemon.wait_until(lambda: daemon.metric("fundwatch_broker_up") == 0, OUTAGE_AFTER + 5, "freeze noticed")
+        noticed = time.monotonic() - frozen
+        assert daemon.get("/readyz")[0] == 503
+        time.sleep(2)
         tansu.resume()
         producer.join(60)
         assert producer.error is None
@@ -65,6 +72,7 @@ def test_broker_restart_and_freeze_under_a_running_daemon_lose_nothing(tmp_path)
 
     assert {m["id"] for m in messages} == published
     assert kit.stored_alerts(daemon.db) == expected
-    assert outages >= 1 and retries >= 1, (outages, retries)
+    assert outages == 2 and retries >= 1, (outages, retries)  # the restart and the freeze, once each
+    assert noticed <= OUTAGE_AFTER + 2, noticed
     events = [e["event"] for e in daemon.log_lines()]
     assert "broker_outage" in events and "broker_back" in events and "delivery_failed" in events
