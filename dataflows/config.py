@@ -64,6 +64,8 @@ class Input(Conf):
     max_message_bytes: Annotated[int, Meta(ge=64)] = 1_048_576  # larger: dead letter "oversized"
     allowed_lateness: Seconds = 7 * 86400  # older than the partition's newest event by more: "late"
     idle_wait: Seconds = 0.005  # pause when a partition has nothing new
+    max_amount: Annotated[float, Meta(gt=0)] = 1e12  # larger amounts are invalid (dead letters)
+    max_text: Annotated[int, Meta(ge=1)] = 1000  # characters of one text field; longer is invalid
 
 
 class Reference(Conf):

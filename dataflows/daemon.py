@@ -35,6 +35,7 @@ from dataflows.app import live_pack
 from dataflows.config import Settings, kafka_config
 from dataflows.flow import build_flow
 from engine.batch import Raw
+from engine.decode import Limits
 from engine.reference import Reference
 from engine.rules.pack import Pack
 
@@ -81,7 +82,8 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
     initial = snapshot_events(reference, settings.reference.snapshot) if pid == 0 and settings.reference.snapshot else []
     recovery = _recovery(settings, pid, log_)
     flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial),
-                      lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None)
+                      lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None,
+                      limits=Limits(settings.input.max_amount, settings.input.max_text))
     broker_watch.watch(kafka_config(settings), stopping)
     status.ready = True
     metrics.READY.set(1)

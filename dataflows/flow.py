@@ -17,7 +17,7 @@ from bytewax.outputs import DynamicSink, FixedPartitionedSink, Sink
 from connectors import metrics
 from engine.batch import Batch, Raw, dead_letter, input_partition
 from engine.context import enrich_batch, trace_batch
-from engine.decode import decode
+from engine.decode import Limits, decode
 from engine.detect import Detector, split_by_shard
 from engine.lateness import Lateness
 from engine.records import Alert, DeadLetter
@@ -65,14 +65,15 @@ class _EnrichLogic(StatefulBatchLogic[list[Raw], Batch, bytes]):
     """Decode and enrich one input partition's batches; its lateness clock is the state."""
 
     def __init__(self, reference: Reference, refresh: Refresh | None, lateness: timedelta | None,
-                 recoverable: bool, resume: bytes | None):
-        self.reference, self.refresh = reference, refresh
+                 limits: Limits, recoverable: bool, resume: bytes | None):
+        self.reference, self.refresh, self.limits = reference, refresh, limits
         self.lateness = Lateness(lateness, _thaw(resume))
         self.snapshots = _Snapshots(recoverable)
 
     def on_batch(self, values: list[list[Raw]]) -> tuple[list[Batch], bool]:
         self.snapshots.changed = True
-        return [_enrich(decode(raws), self.reference, self.refresh, self.lateness) for raws in values], \
+        return [_enrich(decode(raws, self.limits), self.reference, self.refresh, self.lateness, self.limits)
+                for raws in values], \
             StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
@@ -122,12 +123,12 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
 
 
 
-def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lateness) -> Batch:
+def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lateness, limits: Limits) -> Batch:
     if refresh is not None:
         dead, events = refresh()  # reference updates that arrived so far, before these events
         batch.dead.extend(dead)
         if events:  # relations and parties, as events for the graph rules
-            decoded = decode(events)
+            decoded = decode(events, limits)
             batch = Batch(decoded.items + batch.items, batch.dead + decoded.dead, batch.seen)
     try:
         return enrich_batch(Batch(batch.items, list(batch.dead), batch.seen), ref, lateness)
@@ -155,6 +156,7 @@ def build_flow(
     refresh: Refresh | None = None,
     lateness: timedelta | None = None,
     recoverable: bool = False,
+    limits: Limits = Limits(),
 ) -> Dataflow:
     """raw batches -> decode and enrich (keyed by input partition) -> trace -> detect
     (sharded by borrower) -> sinks.
@@ -165,13 +167,13 @@ def build_flow(
     before each batch is enriched and returns their dead letters and the
     relation and party records to look at as events (the daemon's reference
     topics). `lateness`: how far an event may lag its input partition's newest
-    event (None: no check). `recoverable`: snapshots are written (recovery on),
+    event (None: no check). `limits`: the bounds on amounts and texts. `recoverable`: snapshots are written (recovery on),
     so state is pickled; otherwise it never is."""
     flow = Dataflow("fundwatch")
     raw = op.key_on("partition", op.input("input", flow, source),
                     lambda raws: input_partition(raws[0]) if raws else "")
     enriched = op.key_rm("unpartition", op.stateful_batch(
-        "enrich", raw, partial(_EnrichLogic, reference, refresh, lateness, recoverable)))
+        "enrich", raw, partial(_EnrichLogic, reference, refresh, lateness, limits, recoverable)))
     traced = op.key_rm(
         "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
                                      partial(_TraceLogic, reference, recoverable)),

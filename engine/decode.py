@@ -1,6 +1,13 @@
-"""Stage 1: raw records to typed records; anything undecodable becomes a dead letter."""
+"""Stage 1: raw records to typed records; anything undecodable becomes a dead letter.
+
+Hostile input is bounded here too: an amount above `Limits.max_amount` (or not
+a finite number) and a text field longer than `Limits.max_text` are invalid.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import msgspec
 
@@ -8,9 +15,26 @@ from engine.batch import Batch, Raw, dead_letter
 from engine.records import STREAMS, Record
 
 _JSON = {name: msgspec.json.Decoder(cls) for name, cls in STREAMS.items()}
+_FIELDS = {cls: cls.__struct_fields__ for cls in STREAMS.values()}
 
 
-def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
+@dataclass(frozen=True)
+class Limits:
+    max_amount: float = 1e12  # in the event's currency
+    max_text: int = 1000  # characters of any one text field
+
+    def check(self, record: Record) -> str | None:
+        amount = getattr(record, "amount", None)
+        if amount is not None and not (math.isfinite(amount) and amount <= self.max_amount):
+            return f"invalid: $.amount: {amount:g} above the limit {self.max_amount:g}"
+        for name in _FIELDS[type(record)]:
+            value = getattr(record, name)
+            if type(value) is str and len(value) > self.max_text:
+                return f"invalid: $.{name}: {len(value)} characters > limit {self.max_text}"
+        return None
+
+
+def decode(raws: list[Raw], limits: Limits = Limits()) -> Batch[tuple[Raw, Record]]:
     out: Batch[tuple[Raw, Record]] = Batch(seen=len(raws))
     for raw in raws:
         cls = STREAMS.get(raw.stream)
@@ -39,6 +63,10 @@ def decode(raws: list[Raw]) -> Batch[tuple[Raw, Record]]:
             continue
         except Exception as e:  # noqa: BLE001 - no record may stop the flow
             out.dead.append(dead_letter(raw, f"undecodable: {type(e).__name__}: {e}"))
+            continue
+        reason = limits.check(record)
+        if reason is not None:
+            out.dead.append(dead_letter(raw, reason))
             continue
         out.items.append((raw, record))
     return out

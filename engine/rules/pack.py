@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 
 import msgspec
-import yaml
 
 from engine.rules import source
 from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
@@ -65,10 +64,10 @@ def pack_fingerprint(root: Path) -> tuple:
 
 def _referenced_files(root: Path) -> list[Path]:
     try:
-        meta = yaml.safe_load((root / "pack.yaml").read_text()) or {}
+        meta = source.load(root / "pack.yaml").data or {}
         listed = [root / rel for rel in [*meta.get("lists", []), meta.get("test_context")] if rel]
         return listed + filter_files(root, meta.get("filters"))
-    except (OSError, yaml.YAMLError, AttributeError, TypeError):
+    except (OSError, RuleError, AttributeError, TypeError):
         return []  # load_pack reports it properly
 
 

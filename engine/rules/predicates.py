@@ -4,14 +4,20 @@
 `predicate` builds the test; `combine` folds a parsed condition. Closures are
 folded pairwise because a rule's tests run on every event and
 `all(p(v) for p in ...)` costs a generator per call.
+
+`|re` patterns run on RE2, whose matching time is linear in the text: a
+pattern that could backtrack catastrophically on a hostile memo (`(a+)+b`)
+cannot stall the flow, and RE2 refuses what it cannot match that way
+(back-references, look-around) when the pack loads.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable
 from typing import Any
+
+import re2
 
 from engine.rules import condition as cond
 from engine.rules.fields import Field
@@ -53,10 +59,17 @@ def check(f: Field, mod: str, value: Any) -> str | None:
     if mod == "re":
         for v in values:
             try:
-                re.compile(v)
-            except re.error as e:
-                return f"bad regular expression {v!r}: {e}"
+                _regex(v)
+            except re2.error as e:
+                why = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+                return f"bad regular expression {v!r}: {why} (RE2 runs it in linear time: no back-references or look-around)"
     return None
+
+
+def _regex(pattern: str):
+    options = re2.Options()
+    options.log_errors = False  # the problem is reported at file:line:col, not on stderr
+    return re2.compile(pattern, options)
 
 
 def predicate(f: Field, mod: str, value: Any) -> Predicate:
@@ -77,7 +90,7 @@ def predicate(f: Field, mod: str, value: Any) -> Predicate:
     if mod == "contains":
         return lambda v: (x := get(v)) is not None and value in x
     if mod == "re":
-        pattern = re.compile("|".join(value) if isinstance(value, list) else value)
+        pattern = _regex("|".join(value) if isinstance(value, list) else value)
         return lambda v: (x := get(v)) is not None and pattern.search(x) is not None
     compare = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}[mod]
     bound = float(value)

@@ -3,7 +3,8 @@
 PyYAML's composer keeps marks on nodes; we build the data ourselves from the
 node tree so that any later error (schema, field path, condition) can be
 reported at `file:line:col`.  Only plain scalars, lists and mappings are
-built: no tags, no Python objects.
+built: no tags, no Python objects. Aliases are allowed, but what they expand
+to is bounded (MAX_NODES), so a "billion laughs" file is refused, not built.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 from engine.rules.errors import Problem, RuleError
 
 Path_ = tuple[str | int, ...]
+MAX_NODES = 100_000  # nodes a rule file may expand to, aliases included
 
 
 class Located:
@@ -56,7 +58,7 @@ def load(path: Path, display: str | None = None) -> Located:
     marks: dict[Path_, tuple[int, int]] = {}
     if node is None:
         raise RuleError([Problem(name, 1, 1, "empty file")])
-    return Located(name, _build(node, (), marks, name), marks)
+    return Located(name, _build(node, (), marks, name, [0]), marks)
 
 
 _INT = re.compile(r"^[-+]?[0-9]+$")
@@ -83,7 +85,12 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
 
 
-def _build(node: yaml.Node, path: Path_, marks: dict, name: str) -> Any:
+def _build(node: yaml.Node, path: Path_, marks: dict, name: str, built: list[int]) -> Any:
+    built[0] += 1
+    if built[0] > MAX_NODES:
+        m = node.start_mark
+        raise RuleError([Problem(name, m.line + 1, m.column + 1,
+                                 f"the file expands to more than {MAX_NODES:,} nodes (aliases?)")])
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if node.tag not in _PLAIN_TAGS:  # `!!python/...` and friends: rules are data, never code
         m = node.start_mark
@@ -91,7 +98,7 @@ def _build(node: yaml.Node, path: Path_, marks: dict, name: str) -> Any:
     if isinstance(node, yaml.ScalarNode):
         return _scalar(node)
     if isinstance(node, yaml.SequenceNode):
-        return [_build(child, (*path, i), marks, name) for i, child in enumerate(node.value)]
+        return [_build(child, (*path, i), marks, name, built) for i, child in enumerate(node.value)]
     out: dict[str, Any] = {}
     for key_node, value_node in node.value:
         key = str(_scalar(key_node)) if isinstance(key_node, yaml.ScalarNode) else None
@@ -102,5 +109,5 @@ def _build(node: yaml.Node, path: Path_, marks: dict, name: str) -> Any:
             m = key_node.start_mark
             raise RuleError([Problem(name, m.line + 1, m.column + 1, f"duplicate key '{key}'")])
         marks[(*path, key, "\0key")] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        out[key] = _build(value_node, (*path, key), marks, name)
+        out[key] = _build(value_node, (*path, key), marks, name, built)
     return out
