@@ -3,10 +3,15 @@
 Writes are batched (one Arrow insert per batch; a row-at-a-time INSERT costs
 about 1 ms here) and idempotent: ids are deterministic and rows already
 stored are ignored, so a replay or a restart never stores a second copy.
+
+The file holds account-level findings: a new store is made readable by its
+owner only (0600), whatever the umask (the commands also set a private umask,
+which covers DuckDB's write-ahead log).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,7 +77,10 @@ _json = msgspec.json.Encoder()
 class AlertStore:
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = str(path)
+        new = not read_only and not Path(path).exists()
         self.con = duckdb.connect(self.path, read_only=read_only)
+        if new:
+            os.chmod(self.path, 0o600)
         if not read_only:
             self._sql(SCHEMA)
 

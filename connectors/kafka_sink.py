@@ -31,6 +31,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import KafkaException, Producer
 
 from connectors import metrics
+from connectors.redact import Redaction
 from engine.batch import Batch
 from engine.records import Alert
 
@@ -86,7 +87,7 @@ class _Partition(StatefulSinkPartition[Batch[Alert], bytes]):
                     messages.append((self.sink.alerts_topic, a.borrower_id.encode(), _json.encode(a),
                                      [("alert-id", a.id.encode())], a))
             if self.sink.dead_topic:
-                for d in batch.dead:
+                for d in map(self.sink.redaction.apply, batch.dead):
                     messages.append((self.sink.dead_topic, d.id.encode(), _json.encode(d),
                                      [("dead-letter-id", d.id.encode())], d))
         if messages:
@@ -170,10 +171,10 @@ class KafkaOutput(FixedPartitionedSink[Batch[Alert], bytes]):
     which ids went out; in a cluster process 0 (`owner`) holds it."""
 
     def __init__(self, config: dict, alerts_topic: str, dead_topic: str = "", *,
-                 delivery_timeout: float = 30.0, owner: bool = True):
+                 delivery_timeout: float = 30.0, owner: bool = True, redaction: Redaction = Redaction()):
         self.config, self.alerts_topic, self.dead_topic = config, alerts_topic, dead_topic
         self.delivery_timeout = delivery_timeout
-        self.owner = owner
+        self.owner, self.redaction = owner, redaction
 
     def producer_config(self) -> dict:
         return metrics.client_config({

@@ -10,6 +10,7 @@ from pathlib import Path
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 
 from connectors.alert_store import AlertStore
+from connectors.redact import Redaction
 from engine.batch import Batch
 from engine.records import Alert
 
@@ -27,13 +28,14 @@ class RunStats:
 
 
 class _StorePartition(StatefulSinkPartition[Batch[Alert], None]):
-    def __init__(self, path: Path, stats: RunStats | None):
+    def __init__(self, path: Path, stats: RunStats | None, redaction: Redaction):
         self.store = AlertStore(path)
         self.stats = stats
+        self.redaction = redaction
 
     def write_batch(self, values: list[Batch[Alert]]) -> None:
         alerts = [a for b in values for a in b.items]
-        dead = [d for b in values for d in b.dead]
+        dead = [self.redaction.apply(d) for b in values for d in b.dead]
         new_alerts, new_dead = self.store.write(alerts, dead)
         if self.stats is not None:
             self.stats.events += sum(b.seen for b in values)
@@ -58,8 +60,9 @@ class StoreSink(FixedPartitionedSink[Batch[Alert], None]):
     process built with `owner=True` lists the partition, so the file stays on
     that process's machine."""
 
-    def __init__(self, path: Path, stats: RunStats | None = None, owner: bool = True):
-        self.path, self.stats, self.owner = path, stats, owner
+    def __init__(self, path: Path, stats: RunStats | None = None, owner: bool = True,
+                 redaction: Redaction = Redaction()):
+        self.path, self.stats, self.owner, self.redaction = path, stats, owner, redaction
 
     def list_parts(self) -> list[str]:
         return ["store"] if self.owner else []
@@ -68,7 +71,7 @@ class StoreSink(FixedPartitionedSink[Batch[Alert], None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _StorePartition:
-        return _StorePartition(self.path, self.stats)
+        return _StorePartition(self.path, self.stats, self.redaction)
 
 
 def alert_line(a: Alert) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import threading
 from datetime import date, datetime, time, timedelta, timezone
@@ -26,6 +27,7 @@ RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True), de
 @click.option("--log-level", default="info", envvar="FUNDWATCH_LOG_LEVEL", show_default=True)
 def main(log_level: str) -> None:
     """fundwatch: streaming fund-flow surveillance for post-loan management."""
+    os.umask(os.umask(0o077) | 0o077)  # what we write (alert store, its log, snapshots) is the owner's only
     configure(log_level)
 
 
@@ -181,4 +183,8 @@ def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | 
         raise click.UsageError("--process-id and --addresses go together")
     from dataflows.daemon import run as run_daemon
 
-    ctx.exit(run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers))
+    try:
+        status = run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    ctx.exit(status)

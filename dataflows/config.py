@@ -2,8 +2,9 @@
 
 `FUNDWATCH_<SECTION>__<KEY>` overrides `[section] key`, e.g.
 `FUNDWATCH_KAFKA__BOOTSTRAP_SERVERS=kafka1:9092` or `FUNDWATCH_DUCKDB=/data/a.duckdb`.
-Environment values are parsed as TOML values when they parse (numbers, booleans,
-arrays) and taken as strings otherwise. Librdkafka settings go under
+Environment values are taken as strings and converted to the key's type (a
+number, a boolean), so a secret such as a password of digits stays the string
+it is. Librdkafka settings go under
 `[kafka.client]` (`FUNDWATCH_KAFKA__CLIENT__SASL_MECHANISM=PLAIN`; in the
 environment `_` in those keys stands for `.`), so SASL and TLS need no code.
 
@@ -16,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -91,6 +92,13 @@ class Output(Conf):
     delivery_timeout: Seconds = 30  # per delivery attempt; an unconfirmed alert is sent again
 
 
+class DeadLetters(Conf):
+    # what of a dead letter's payload is stored and published: "keep" it (truncated to
+    # max_payload characters), "mask" every value but the event's id, time and kinds, or "drop" it
+    payload: Literal["keep", "mask", "drop"] = "keep"
+    max_payload: Annotated[int, Meta(ge=0)] = 4096
+
+
 class Settings(Conf):
     kafka: Kafka
     topics: Topics = Topics()
@@ -99,6 +107,7 @@ class Settings(Conf):
     recovery: Recovery = Recovery()
     http: Http = Http()
     output: Output = Output()
+    dead_letters: DeadLetters = DeadLetters()
     duckdb: str = "fundwatch.duckdb"
     rules: str = str(ROOT / "rules" / "post_loan")
     shutdown_timeout: Seconds = 30  # SIGTERM: drain for this long, then exit anyway
@@ -118,9 +127,9 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Setting
             raise ConfigError(f"{path}: {e}") from None
     for key, value in sorted((environ if environ is not None else os.environ).items()):
         if key.startswith(ENV_PREFIX) and key not in _CLI_ONLY:
-            _put(data, key[len(ENV_PREFIX):].lower().split("__"), _value(value))
+            _put(data, key[len(ENV_PREFIX):].lower().split("__"), value)
     try:
-        return msgspec.convert(data, Settings)
+        return msgspec.convert(data, Settings, strict=False)  # "30" from the environment is a number
     except msgspec.ValidationError as e:
         where = f"{path}: " if path else ""
         raise ConfigError(f"{where}{path_first(str(e))}") from None
@@ -139,13 +148,6 @@ def _put(data: dict, keys: list[str], value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"{ENV_PREFIX}{'__'.join(keys).upper()}: {k!r} is not a section")
     node[keys[-1]] = value
-
-
-def _value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:

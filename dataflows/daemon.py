@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import threading
 import time
 from datetime import timedelta
@@ -28,11 +29,12 @@ from connectors import broker_watch, metrics
 from connectors.kafka_reference import ReferenceFeed
 from connectors.kafka_sink import KafkaOutput
 from connectors.kafka_source import KafkaInput
+from connectors.redact import Redaction
 from connectors.reference_files import load_snapshot
 from connectors.sinks import StoreSink
 from dataflows import http
 from dataflows.app import live_pack
-from dataflows.config import Settings, kafka_config
+from dataflows.config import ConfigError, Settings, kafka_config
 from dataflows.flow import build_flow
 from engine.batch import Raw
 from engine.decode import Limits
@@ -48,6 +50,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
     """Run until the input is stopped (SIGTERM/SIGINT). Returns the exit status."""
     pid = process_id or 0
     log_ = log.bind(process=pid)
+    recovery = _recovery(settings, pid, log_)  # first: a directory others can write stops the start
     stopping = threading.Event()
     status = http.Status()
     status.broker_up = metrics.broker_is_up
@@ -74,13 +77,13 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         stopping=stopping, stop_wait=settings.recovery.snapshot_interval + 1 if settings.recovery.directory else 0,
         snapshot_events=settings.recovery.snapshot_events if settings.recovery.directory else 1 << 62,
     )
+    redaction = Redaction(settings.dead_letters.payload, settings.dead_letters.max_payload)
     sinks = [
-        StoreSink(Path(settings.duckdb), owner=pid == 0),
+        StoreSink(Path(settings.duckdb), owner=pid == 0, redaction=redaction),
         KafkaOutput(kafka_config(settings), settings.topics.alerts, settings.topics.dead_letters,
-                    delivery_timeout=settings.output.delivery_timeout, owner=pid == 0),
+                    delivery_timeout=settings.output.delivery_timeout, owner=pid == 0, redaction=redaction),
     ]
     initial = snapshot_events(reference, settings.reference.snapshot) if pid == 0 and settings.reference.snapshot else []
-    recovery = _recovery(settings, pid, log_)
     flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial),
                       lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None,
                       limits=Limits(settings.input.max_amount, settings.input.max_text))
@@ -113,8 +116,7 @@ def _recovery(settings: Settings, pid: int, log_) -> RecoveryConfig | None:
     give a shared directory a moment to be initialised."""
     if not settings.recovery.directory:
         return None
-    directory = Path(settings.recovery.directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_directory(Path(settings.recovery.directory))
     if pid == 0 and not list(directory.glob("part-*.sqlite3")):
         init_db_dir(directory, 1)
         log_.info("recovery_initialized", partitions=1)
@@ -122,6 +124,20 @@ def _recovery(settings: Settings, pid: int, log_) -> RecoveryConfig | None:
     while not list(directory.glob("part-*.sqlite3")) and time.monotonic() < deadline:
         time.sleep(0.1)
     return RecoveryConfig(str(directory), timedelta(seconds=settings.recovery.backup_interval))
+
+
+def private_directory(directory: Path) -> Path:
+    """The recovery directory, created 0700. Snapshots are unpickled at start, and
+    unpickling runs code: one that others could have written is refused."""
+    if not directory.exists():
+        directory.mkdir(parents=True)
+        directory.chmod(0o700)
+    for path in [directory, *directory.glob("part-*.sqlite3*")]:
+        st = path.stat()
+        if st.st_mode & 0o022 or st.st_uid != os.getuid():
+            raise ConfigError(f"recovery.directory: {path} is writable by others or not ours "
+                              f"(mode {stat.filemode(st.st_mode)}); snapshots are unpickled, so it must be private")
+    return directory
 
 
 def snapshot_events(reference: Reference, where: str) -> list[Raw]:

@@ -73,3 +73,12 @@ def test_a_bad_setting_names_its_key(tmp_path, text, env, expected):
     with pytest.raises(ConfigError) as err:
         load(write(tmp_path, text), environ=env)
     assert expected in str(err.value), str(err.value)
+
+
+def test_secrets_from_the_environment_stay_strings(tmp_path):
+    env = {"FUNDWATCH_KAFKA__CLIENT__SASL_PASSWORD": "1e3", "FUNDWATCH_KAFKA__CLIENT__SSL_KEY_PASSWORD": "007",
+           "FUNDWATCH_KAFKA__CLIENT__SASL_USERNAME": "true", "FUNDWATCH_SHUTDOWN_TIMEOUT": "12"}
+    s = load(write(tmp_path), environ=env)
+    client = kafka_config(s)
+    assert client["sasl.password"] == "1e3" and client["ssl.key.password"] == "007"
+    assert client["sasl.username"] == "true" and s.shutdown_timeout == 12.0

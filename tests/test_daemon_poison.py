@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
+from connectors.alert_store import AlertStore
 from engine.batch import Raw
 from engine.context import enrich_batch
 from engine.decode import decode
@@ -51,7 +52,8 @@ def test_far_future_dead_letters_lose_no_good_event_before_and_after_a_restart(b
     second = [(None, msgspec.json.encode(e)) for e in good[half:]]
     poison = [(None, v) for i in range(3) for v in _poison(i)]
 
-    daemon = kit.Daemon(tmp_path, broker.bootstrap, t, rules, extra="max_message_bytes = 4096")
+    daemon = kit.Daemon(tmp_path, broker.bootstrap, t, rules,
+                        extra='max_message_bytes = 4096\n[dead_letters]\npayload = "mask"')
     try:
         daemon.start()
         kit.produce(broker.bootstrap, t["transactions"], first[:10] + poison[:3] + first[10:])
@@ -64,6 +66,16 @@ def test_far_future_dead_letters_lose_no_good_event_before_and_after_a_restart(b
         assert daemon.terminate() == 0
     finally:
         daemon.stop_quietly()
-    reasons = sorted(msgspec.json.decode(m.value())["reason"].split(":")[0] for m in dead)
-    assert reasons == ["invalid"] * 6 + ["oversized"] * 3
+    letters = [msgspec.json.decode(m.value()) for m in dead]
+    assert sorted(d["reason"].split(":")[0] for d in letters) == ["invalid"] * 6 + ["oversized"] * 3
     assert kit.stored_alerts(daemon.db) == expected
+    # masked by configuration, on the topic and in the store: the event's id and time, no accounts or amounts
+    store = AlertStore(daemon.db, read_only=True)
+    try:
+        stored = [d["payload"] for d in store.dead_letters()]
+    finally:
+        store.close()
+    for payload in [d["payload"] for d in letters] + stored:
+        assert "NOPE" not in payload and "60000" not in payload and "D1" not in payload, payload
+    whole = [msgspec.json.decode(p) for p in stored if not p.startswith("***")]  # oversized ones were cut
+    assert len(whole) == 6 and {d["ts"] for d in whole} == {FAR}
