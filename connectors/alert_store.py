@@ -21,6 +21,7 @@ import duckdb
 import msgspec
 import polars as pl
 
+from connectors.errors import InputError
 from engine.records import Alert, DeadLetter
 
 SCHEMA = """
@@ -78,7 +79,15 @@ class AlertStore:
     def __init__(self, path: str | Path, read_only: bool = False):
         self.path = str(path)
         new = not read_only and not Path(path).exists()
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        if read_only and not Path(path).is_file():
+            raise InputError(f"{path}: no alert store there (run or replay writes it; --db or FUNDWATCH_DB names it)")
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as e:
+            first = str(e).splitlines()[0]
+            if "lock" in first.lower():
+                raise InputError(f"{path}: the alert store is in use by another fundwatch process ({first})") from None
+            raise InputError(f"{path}: cannot open the alert store: {first}") from None
         if new:
             os.chmod(self.path, 0o600)
         if not read_only:

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
+from connectors.errors import InputError
 from engine.records import REFERENCE
 from engine.reference import Reference
 
@@ -22,7 +23,11 @@ def load_reference(data: Path, ref: Reference | None = None) -> Reference:
     for kind in REFERENCE:
         path = Path(data) / f"{kind}.parquet"
         if path.exists():
-            _add_rows(ref, kind, pl.read_parquet(path), str(path))
+            try:
+                frame = pl.read_parquet(path)
+            except Exception as e:  # noqa: BLE001 - polars and Arrow raise many kinds
+                raise InputError(f"{path}: not a readable Parquet file: {str(e).splitlines()[0]}") from None
+            _add_rows(ref, kind, frame, str(path))
     return ref
 
 
@@ -33,7 +38,7 @@ def load_snapshot(path: Path, ref: Reference | None = None) -> Reference:
     if path.is_dir():
         return load_reference(path, ref)
     if not path.is_file():
-        raise ValueError(f"{path}: no such reference snapshot")
+        raise InputError(f"{path}: no such reference snapshot")
     import duckdb  # only for DuckDB snapshots
 
     ref = ref or Reference()
@@ -54,4 +59,4 @@ def _add_rows(ref: Reference, kind: str, frame: pl.DataFrame, where: str) -> Non
         try:
             ref.add(msgspec.convert(row, cls))
         except msgspec.ValidationError as e:
-            raise ValueError(f"{where}: row {i + 1}: {e}") from None
+            raise InputError(f"{where}: row {i + 1}: {e}") from None

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from connectors.errors import InputError
 from dataflows import app
 from dataflows.graph_cli import graph
 from dataflows.logs import configure
@@ -23,8 +24,19 @@ RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True), de
                      show_default=True, envvar="FUNDWATCH_RULES", help="Rule pack directory.")
 
 
-@click.group()
-@click.option("--log-level", default="info", envvar="FUNDWATCH_LOG_LEVEL", show_default=True)
+class _Commands(click.Group):
+    """A user's mistake (a missing store, a broken file, a bad setting) is one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InputError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=_Commands)
+@click.option("--log-level", default="info", envvar="FUNDWATCH_LOG_LEVEL", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False))
 def main(log_level: str) -> None:
     """fundwatch: streaming fund-flow surveillance for post-loan management."""
     os.umask(os.umask(0o077) | 0o077)  # what we write (alert store, its log, snapshots) is the owner's only
@@ -135,7 +147,7 @@ def alerts() -> None:
 @click.option("--rule")
 @click.option("--level", type=click.Choice(["low", "medium", "high", "critical"]))
 @click.option("--borrower")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @DB
 def alerts_list(rule: str | None, level: str | None, borrower: str | None, limit: int, db: Path) -> None:
     """List alerts, oldest event first."""
@@ -168,12 +180,9 @@ def alerts_show(alert_id: str, db: Path) -> None:
 
 def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | None, addresses: str | None,
             workers: int) -> None:
-    from dataflows.config import ConfigError, load
+    from dataflows.config import load
 
-    try:
-        settings = load(config)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    settings = load(config)
     if processes > 1:
         from dataflows.cluster import run_local
 
@@ -183,8 +192,4 @@ def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | 
         raise click.UsageError("--process-id and --addresses go together")
     from dataflows.daemon import run as run_daemon
 
-    try:
-        status = run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-    ctx.exit(status)
+    ctx.exit(run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers))

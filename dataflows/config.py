@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from connectors.errors import InputError
 from engine.decode import path_first
 
 ENV_PREFIX = "FUNDWATCH_"
@@ -113,7 +114,7 @@ class Settings(Conf):
     shutdown_timeout: Seconds = 30  # SIGTERM: drain for this long, then exit anyway
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     pass
 
 

@@ -26,6 +26,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from connectors import broker_watch, metrics
+from connectors.alert_store import AlertStore
 from connectors.kafka_reference import ReferenceFeed
 from connectors.kafka_sink import KafkaOutput
 from connectors.kafka_source import KafkaInput
@@ -51,13 +52,19 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
     pid = process_id or 0
     log_ = log.bind(process=pid)
     recovery = _recovery(settings, pid, log_)  # first: a directory others can write stops the start
+    if pid == 0:
+        AlertStore(Path(settings.duckdb)).close()  # a store another daemon holds stops the start too
     stopping = threading.Event()
     status = http.Status()
     status.broker_up = metrics.broker_is_up
     _on_signals(stopping, status, settings.shutdown_timeout)
     server = None
     if settings.http.port:
-        server = http.serve(settings.http.host, settings.http.port + pid, status)
+        try:
+            server = http.serve(settings.http.host, settings.http.port + pid, status)
+        except OSError as e:
+            raise ConfigError(f"http: cannot listen on {settings.http.host}:{settings.http.port + pid}: "
+                              f"{e.strerror}") from None
         log_.info("http_listening", host=settings.http.host, port=settings.http.port + pid)
     status.running = True
 
