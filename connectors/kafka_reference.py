@@ -77,9 +77,9 @@ class ReferenceFeed:
                  parties=len(self.ref.parties), loans=len(self.ref.loans))
         return not pending
 
-    def refresh(self) -> tuple[list[DeadLetter], list[Raw]]:
-        """Apply what has been fetched; return the dead letters and the relation and
-        party events not yet handed over."""
+    def apply(self) -> None:
+        """Apply what has been fetched. The event sources call this too, so every
+        process keeps its reference data current, even one that enriches nothing."""
         with self.lock:
             while True:
                 messages = self.consumer.consume(10_000, 0)
@@ -88,6 +88,12 @@ class ReferenceFeed:
                         self._apply(m)
                 if len(messages) < 10_000:
                     break
+
+    def refresh(self) -> tuple[list[DeadLetter], list[Raw]]:
+        """Apply what has been fetched; return the dead letters and the relation and
+        party events not yet handed over."""
+        self.apply()
+        with self.lock:
             dead, self.dead = self.dead, []
             events, self.events = self.events, []
         return dead, events

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -100,6 +101,8 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
     def next_batch(self) -> list[list[Raw]]:
         if self.source.stopping.is_set():
             return self._stop()
+        if self.source.on_poll is not None:
+            self.source.on_poll()
         room = self.source.snapshot_events - self.since_snapshot
         if room <= 0:  # enough read since the last snapshot: wait for the next one
             self.awake = datetime.now(timezone.utc) + timedelta(seconds=0.01)
@@ -176,12 +179,13 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         self, config: dict, topics: dict[str, str], *, batch_size: int = 5000,
         max_bytes: int = 1_048_576, idle_wait: float = 0.005,
         stopping: threading.Event | None = None, wait_for_topics: float | None = None,
-        stop_wait: float = 0.0, snapshot_events: int = 1 << 62,
+        stop_wait: float = 0.0, snapshot_events: int = 1 << 62, on_poll: Callable[[], None] | None = None,
     ):
         """`stop_wait`: once `stopping` is set, how long to wait for a snapshot
         (the epoch length when recovery is on) before ending the partition.
         `snapshot_events`: a partition reads at most this many messages between
-        two snapshots (it waits for the next), so a crash replays at most that."""
+        two snapshots (it waits for the next), so a crash replays at most that.
+        `on_poll`: called before each fetch (the reference feed applies its updates)."""
         self.config, self.topics = config, topics
         self.batch_size, self.idle_wait = batch_size, idle_wait
         self.max_bytes = max_bytes
@@ -189,6 +193,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         self.wait_for_topics = wait_for_topics
         self.stop_wait = stop_wait
         self.snapshot_events = snapshot_events
+        self.on_poll = on_poll
 
     def consumer_config(self) -> dict:
         return metrics.client_config({

@@ -83,6 +83,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         idle_wait=settings.input.idle_wait,
         stopping=stopping, stop_wait=settings.recovery.snapshot_interval + 1 if settings.recovery.directory else 0,
         snapshot_events=settings.recovery.snapshot_events if settings.recovery.directory else 1 << 62,
+        on_poll=feed.apply if feed is not None else None,
     )
     redaction = Redaction(settings.dead_letters.payload, settings.dead_letters.max_payload)
     sinks = [
