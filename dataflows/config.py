@@ -77,7 +77,7 @@ class Reference(Conf):
 
 class Recovery(Conf):
     directory: str = ""  # "" runs without recovery (tests, demos)
-    snapshot_interval: Seconds = 2  # also the epoch length: a restart replays at most this much
+    snapshot_interval: Seconds = 1  # also the epoch length: a kill -9 replays about this much reading
     # messages an input partition reads at most between two snapshots: under a backlog,
     # a restart replays at most this many per partition
     snapshot_events: Annotated[int, Meta(ge=1)] = 100_000

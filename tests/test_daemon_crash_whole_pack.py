@@ -26,15 +26,22 @@ def _offsets(daemon: kit.Daemon) -> list[dict]:
     return [e for e in daemon.log_lines() if e["event"] == "partition_assigned"]
 
 
+def _start(daemon: kit.Daemon) -> int:
+    """Start; once both partitions are assigned, how far the restart resumed (messages)."""
+    before = len(_offsets(daemon)) if daemon.log.exists() else 0
+    daemon.start()
+    daemon.wait_until(lambda: len(_offsets(daemon)) >= before + 2, 60, "partitions assigned")
+    return sum(e["offset"] for e in _offsets(daemon)[-2:] if isinstance(e["offset"], int))
+
+
 def _run(tmp, bootstrap, topics, data, total, name, stops):
     """A daemon over the backlog; `stops`: (share of the backlog read, "kill" or "term") in order."""
     daemon = kit.Daemon(tmp, bootstrap, topics, ROOT / "rules" / "post_loan", snapshot=data, name=name,
                         extra="batch_size = 200")
     marks = []  # alerts-topic length after each stop
     try:
-        daemon.start()
+        resumed = _start(daemon)
         for share, how in stops:
-            resumed = sum(e["offset"] for e in _offsets(daemon)[-2:] if isinstance(e["offset"], int))
             daemon.wait_until(lambda: resumed + daemon.metric("fundwatch_events_in_total") >= share * total,
                               120, f"{share:.0%} read")
             if how == "kill":
@@ -42,8 +49,7 @@ def _run(tmp, bootstrap, topics, data, total, name, stops):
             else:
                 assert daemon.terminate() == 0
             marks.append(len(kit.read_topic(bootstrap, topics["alerts"], settle=0.5)))
-            daemon.start()
-        resumed = sum(e["offset"] for e in _offsets(daemon)[-2:] if isinstance(e["offset"], int))
+            resumed = _start(daemon)
         daemon.wait_until(lambda: resumed + daemon.metric("fundwatch_events_in_total") >= total, 120, "all read")
         assert daemon.terminate() == 0
     finally:
