@@ -1,0 +1,116 @@
+"""A year of traffic at constant load: resident memory and detection state stay flat.
+
+    python benchmarks/memory.py [--borrowers 300] [--days 365] [--no-expiry]
+
+Simulates a bank (cached under benchmarks/.data) whose traffic is the same
+every month, streams its event files in record batches and runs the engine's
+stages on them in event-time order, the way one worker of the flow does:
+decode, enrich, fund tracing, detection with the whole default pack over 64
+shards. Every 30 simulated days it records the process's resident memory and
+the state entries kept per rule. The figure that matters is the resident
+memory at day 360 against day 90 (the state needs the first months to fill its
+windows). `--no-expiry` runs the same without the state lifetimes, the
+simplest alternative, for the ratio. Prints a table and writes
+benchmarks/results/memory.json (or memory-no-expiry.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import heapq
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.daemon import simulated  # noqa: E402
+from connectors.files import read_raw  # noqa: E402
+from connectors.reference_files import load_reference  # noqa: E402
+from engine.context import enrich_batch, trace_batch  # noqa: E402
+from engine.decode import decode  # noqa: E402
+from engine.detect import Detector, split_by_shard  # noqa: E402
+from engine.rules import kinds  # noqa: E402
+from engine.rules.pack import load_pack  # noqa: E402
+from engine.tracing import Tracer  # noqa: E402
+
+EVERY_DAYS = 30
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def batches_in_time_order(data: Path):
+    """The two event files' batches, streamed and merged by each batch's first event time."""
+    import msgspec
+
+    def keyed(n: int, name: str):
+        for b in read_raw(name, data / f"{name}.parquet"):
+            yield msgspec.json.decode(b[0].payload)["ts"], n, b
+
+    for _, _, batch in heapq.merge(keyed(0, "transactions"), keyed(1, "sensors"), key=lambda x: x[:2]):
+        yield batch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--borrowers", type=int, default=300)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--no-expiry", action="store_true", help="keep all per-key state (the old behaviour)")
+    args = parser.parse_args()
+    if args.no_expiry:
+        for kind in (kinds.Kind, kinds.AggregateKind, kinds.AbsenceKind, kinds.BaselineKind):
+            kind.expire = lambda self, watermark, state: None
+
+    data = simulated(args.seed, args.borrowers, args.days)
+    ref = load_reference(data)
+    pack = load_pack(ROOT / "rules" / "post_loan")
+    detector = Detector(lambda: pack, lambda: datetime(2027, 6, 1, tzinfo=timezone.utc), ref)
+    tracer, states = Tracer(), {}
+    start = None
+    rows, events, started = [], 0, time.perf_counter()
+    for raws in batches_in_time_order(data):
+        batch = trace_batch(enrich_batch(decode(raws), ref), tracer, ref)
+        events += len(raws)
+        for key, shard in split_by_shard(batch):
+            detector.run(shard, states.setdefault(key, {}))
+        if not batch.items:
+            continue
+        now = batch.items[-1].ts
+        start = start or now
+        day = (now - start).days
+        if day >= EVERY_DAYS * (len(rows) + 1):
+            gc.collect()
+            entries: dict[str, int] = {}
+            for state in states.values():
+                for rule, n in state.get("_entries", {}).items():
+                    entries[rule] = entries.get(rule, 0) + n
+            rows.append({"day": day, "events": events, "rss_mb": round(rss_mb(), 1),
+                         "state_entries": sum(entries.values()), "tracer_accounts": len(tracer.parts),
+                         "top_rules": dict(sorted(entries.items(), key=lambda kv: -kv[1])[:4])})
+            r = rows[-1]
+            print(f"day {r['day']:3d}  events {r['events']:>9,}  rss {r['rss_mb']:7.1f} MB  "
+                  f"state entries {r['state_entries']:>8,}  traced accounts {r['tracer_accounts']:>6,}", flush=True)
+    at = {r["day"] // EVERY_DAYS * EVERY_DAYS: r for r in rows}
+    d90, d360 = at.get(90), at.get(360)
+    ratio = round(d360["rss_mb"] / d90["rss_mb"], 3) if d90 and d360 else None
+    print(f"rss day 360 / day 90: {ratio}  ({events:,} events in {time.perf_counter() - started:.0f} s)")
+    out = ROOT / "benchmarks" / "results" / ("memory-no-expiry.json" if args.no_expiry else "memory.json")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "memory", "expiry": not args.no_expiry,
+                               "data": {"seed": args.seed, "borrowers": args.borrowers, "days": args.days},
+                               "rss_360_over_90": ratio, "samples": rows}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
