@@ -2,11 +2,14 @@
 
     python benchmarks/memory.py [--borrowers 300] [--days 365] [--no-expiry]
 
-Simulates a bank (cached under benchmarks/.data) whose traffic is the same
-every month, streams its event files in record batches and runs the engine's
-stages on them in event-time order, the way one worker of the flow does:
-decode, enrich, fund tracing, detection with the whole default pack over 64
-shards. Every 30 simulated days it records the process's resident memory and
+Builds a year of a bank whose customers come and go at a constant rate:
+every 60 days a new cohort of `--borrowers` borrowers (a simulated bank of
+its own, ids prefixed with its cohort) takes its loans and is active for 120
+days, then goes quiet, so after day 60 two cohorts are always active and the
+load is constant while the keys change. Cached under benchmarks/.data. Streams
+the event files in record batches and runs the engine's stages on them in
+event-time order, the way one worker of the flow does: decode, enrich, fund
+tracing, detection with the whole default pack over 64 shards. Every 30 simulated days it records the process's resident memory and
 the state entries kept per rule. The figure that matters is the resident
 memory at day 360 against day 90 (the state needs the first months to fill its
 windows). `--no-expiry` runs the same without the state lifetimes, the
@@ -17,19 +20,22 @@ benchmarks/results/memory.json (or memory-no-expiry.json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import heapq
 import json
+import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.daemon import simulated  # noqa: E402
-from connectors.files import read_raw  # noqa: E402
+from connectors.files import read_raw, stream_files  # noqa: E402
 from connectors.reference_files import load_reference  # noqa: E402
 from engine.context import enrich_batch, trace_batch  # noqa: E402
 from engine.decode import decode  # noqa: E402
@@ -48,22 +54,66 @@ def rss_mb() -> float:
     return 0.0
 
 
+COHORT_EVERY, COHORT_DAYS = 60, 120
+ID_COLUMNS = {
+    "parties": ("id", "legal_rep", "address", "phone"), "accounts": ("id", "party_id"),
+    "loans": ("id", "borrower_id", "disbursement_account"), "relations": ("id", "src", "dst"),
+    "transactions": ("id", "from_account", "to_account", "loan_id"), "sensors": ("id", "site_id", "borrower_id"),
+}
+
+
+def cohorts(seed: int, borrowers: int, days: int) -> Path:
+    """A bank of cohorts (see the module docstring): reference files and one event file per cohort."""
+    from connectors.simbank import simulate
+
+    out = ROOT / "benchmarks" / ".data" / f"cohorts-s{seed}-b{borrowers}-d{days}"
+    if (out / "parties.parquet").exists():
+        return out
+    out.mkdir(parents=True)
+    first = date(2026, 1, 1)
+    reference: dict[str, list[pl.DataFrame]] = {k: [] for k in ("parties", "accounts", "loans", "relations")}
+    for k, begins in enumerate(range(0, days, COHORT_EVERY)):
+        tag = f"c{k}-"
+        sim = out / f"sim-{k}"
+        simulate(seed + k, borrowers, COHORT_DAYS, sim, start=first + timedelta(days=begins))
+        for name, cols in ID_COLUMNS.items():
+            df = pl.read_parquet(sim / f"{name}.parquet").with_columns(
+                *[(pl.lit(tag) + pl.col(c)).alias(c) for c in cols])
+            if name == "loans":
+                df = df.with_columns(
+                    *[pl.col(c).list.eval(pl.lit(tag) + pl.element()) for c in ("contracted_payees", "guarantors")],
+                    pl.col("collateral").list.eval(pl.element().struct.with_fields(
+                        site_id=pl.lit(tag) + pl.field("site_id"))))
+            if name in reference:
+                reference[name].append(df)
+            else:  # the year ends at `days`
+                end = datetime.combine(first + timedelta(days=days), datetime.min.time(), timezone.utc)
+                df.filter(pl.col("ts") < end).write_parquet(out / f"{name}-{k}.parquet")
+        shutil.rmtree(sim)
+    for name, frames in reference.items():
+        pl.concat(frames, how="diagonal_relaxed").write_parquet(out / f"{name}.parquet")
+    return out
+
+
 def batches_in_time_order(data: Path):
-    """The two event files' batches, streamed and merged by each batch's first event time."""
+    """Every event file's batches, streamed and merged by each batch's first event time,
+    as one input per stream (a cohort's file that ended must not hold the watermark back)."""
     import msgspec
 
-    def keyed(n: int, name: str):
-        for b in read_raw(name, data / f"{name}.parquet"):
-            yield msgspec.json.decode(b[0].payload)["ts"], n, b
+    def keyed(n: int, stream: str, path: Path):
+        for b in read_raw(stream, path):
+            yield msgspec.json.decode(b[0].payload)["ts"], n, [dataclasses.replace(r, source=stream) for r in b]
 
-    for _, _, batch in heapq.merge(keyed(0, "transactions"), keyed(1, "sensors"), key=lambda x: x[:2]):
+    files = [keyed(n, stream, path) for n, (stream, path) in enumerate(stream_files(data))
+             if stream in ("transactions", "sensors")]
+    for _, _, batch in heapq.merge(*files, key=lambda x: x[:2]):
         yield batch
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--borrowers", type=int, default=300)
+    parser.add_argument("--borrowers", type=int, default=150, help="per cohort")
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--no-expiry", action="store_true", help="keep all per-key state (the old behaviour)")
     args = parser.parse_args()
@@ -71,7 +121,7 @@ def main() -> None:
         for kind in (kinds.Kind, kinds.AggregateKind, kinds.AbsenceKind, kinds.BaselineKind):
             kind.expire = lambda self, watermark, state: None
 
-    data = simulated(args.seed, args.borrowers, args.days)
+    data = cohorts(args.seed, args.borrowers, args.days)
     ref = load_reference(data)
     pack = load_pack(ROOT / "rules" / "post_loan")
     detector = Detector(lambda: pack, lambda: datetime(2027, 6, 1, tzinfo=timezone.utc), ref)
@@ -107,7 +157,9 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / ("memory-no-expiry.json" if args.no_expiry else "memory.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"benchmark": "memory", "expiry": not args.no_expiry,
-                               "data": {"seed": args.seed, "borrowers": args.borrowers, "days": args.days},
+                               "data": {"seed": args.seed, "borrowers_per_cohort": args.borrowers,
+                                        "cohort_every_days": COHORT_EVERY, "cohort_days": COHORT_DAYS,
+                                        "days": args.days, "events": events},
                                "rss_360_over_90": ratio, "samples": rows}, indent=2) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
