@@ -193,7 +193,9 @@ def one_hop_ms(broker: Tansu) -> dict:
 # --- contestants ----------------------------------------------------------------
 
 
-def config_file(tmp: Path, bootstrap: str, topics: dict[str, str], data: Path, http_port: int) -> Path:
+def config_file(tmp: Path, bootstrap: str, topics: dict[str, str], data: Path, http_port: int,
+                recovery: str = "snapshot_interval = 5") -> Path:
+    """The daemon's settings for a contestant; `recovery`: lines of its [recovery] section after the directory."""
     path = tmp / "fundwatch.toml"
     path.write_text(f"""
 duckdb = "{tmp / 'alerts.duckdb'}"
@@ -217,7 +219,7 @@ snapshot = "{data}"
 
 [recovery]
 directory = "{tmp / 'recovery'}"
-snapshot_interval = 5
+{recovery}
 
 [http]
 port = {http_port}

@@ -46,7 +46,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.daemon import simulated, stream  # noqa: E402
+from benchmarks.daemon import config_file, simulated, stream  # noqa: E402
 from connectors.broker import Tansu, free_port  # noqa: E402
 
 STREAMS = ("transactions", "sensors")
@@ -59,28 +59,7 @@ class Daemon:
         self.tmp, self.port = tmp, free_port()
         self.db = tmp / "alerts.duckdb"
         self.log = tmp / "daemon.log"
-        self.config = tmp / "fundwatch.toml"
-        self.config.write_text(f"""
-duckdb = "{self.db}"
-rules = "{ROOT / 'rules' / 'post_loan'}"
-[kafka]
-bootstrap_servers = "{bootstrap}"
-[topics]
-transactions = "{topics['transactions']}"
-sensors = "{topics['sensors']}"
-alerts = "{topics['alerts']}"
-dead_letters = "{topics['dead_letters']}"
-parties = ""
-accounts = ""
-loans = ""
-relations = ""
-[reference]
-snapshot = "{data}"
-[recovery]
-directory = "{tmp / 'recovery'}"
-[http]
-port = {self.port}
-""")
+        self.config = config_file(tmp, bootstrap, topics, data, self.port, recovery="")  # default snapshots
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Daemon":
