@@ -237,9 +237,11 @@ STREAM_OF: dict[type, str] = {
 def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[View]:
     """Stage 2b: fund tracing, in event order over all accounts (one tracer for the flow).
 
-    A payment keeps the trace of its own borrower's loan (or the largest); the
-    money of any other borrower's loan it carries becomes an extra `onward`
-    event of that borrower."""
+    A payment stays an event of its own payer (or payee, see enrich), with the
+    trace of that borrower's own loan money if it carries any (the largest);
+    the money of any other borrower's loan it carries adds an `onward` event of
+    that borrower, so a repayment paid with money traced to someone else's loan
+    is still the payer's repayment."""
     items: list[View] = []
     for view in batch.items:
         if type(view) is not TxView:
@@ -252,9 +254,8 @@ def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[Vie
             items.append(view)
             continue
         own = [t for t in traces if t.borrower_id == view.borrower.id]
-        main = max(own or traces, key=lambda t: t.amount)
-        items.append(retarget(view, main, ref))
-        items.extend(retarget(view, t, ref) for t in traces if t is not main and t.borrower_id != main.borrower_id)
+        items.append(retarget(view, max(own, key=lambda t: t.amount), ref) if own else view)
+        items.extend(retarget(view, t, ref) for t in traces if t.borrower_id != view.borrower.id)
     if items:
         tracer.expire_before(items[-1].ts)
     batch.items = items

@@ -18,7 +18,8 @@ import yaml
 from engine.rules import source
 from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
 from engine.rules.errors import Problem, RuleError
-from engine.rules.spec import ListSpec, PackSpec, SuppressionSpec
+from engine.rules.spec import ListSpec, PackSpec, SuppressionSpec, TracingSpec, duration
+from engine.tracing import Bounds
 
 MAX_SUPPRESSION_DAYS = 180
 
@@ -33,6 +34,7 @@ class Pack:
     digest: str  # content hash of every file: tells a reload whether anything changed
     test_context: str | None = None
     suppressions: tuple[SuppressionSpec, ...] = ()
+    tracing: Bounds = Bounds()
 
     def suppressed(self, rule_id: str, borrower_id: str, loan_id: str | None, when: datetime) -> bool:
         return any(
@@ -127,7 +129,11 @@ def load_pack(root: Path) -> Pack:
     if problems:
         raise RuleError(problems)
     return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context,
-                tuple(sup for _, sup in suppressions))
+                tuple(sup for _, sup in suppressions), _bounds(meta.tracing))
+
+
+def _bounds(t: TracingSpec) -> Bounds:
+    return Bounds(t.max_hops, duration(t.max_age), t.min_amount, t.max_parts)
 
 
 def filter_files(root: Path, filters: str | None) -> list[Path]:

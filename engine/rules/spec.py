@@ -143,11 +143,21 @@ class SuppressionSpec(Strict, kw_only=True):
     expires: date  # required: a suppression nobody renews lapses
 
 
+class TracingSpec(Strict, kw_only=True, frozen=True):
+    """How far fund tracing follows loan money (engine.tracing.Bounds)."""
+
+    max_hops: Annotated[int, Meta(ge=0, le=6)] = 3  # intermediary parties
+    max_age: Duration = "90d"  # after disbursement
+    min_amount: Annotated[float, Meta(ge=0)] = 10_000  # loan money in one payment worth following
+    max_parts: Annotated[int, Meta(ge=1, le=64)] = 8  # attributions per account
+
+
 class PackSpec(Strict, kw_only=True):
     id: str
     version: str
     language: Literal[1] = 1
     description: str | None = None
+    tracing: TracingSpec = TracingSpec()
     lists: list[str] = []  # list files, relative to pack.yaml
     test_context: str | None = None  # reference records shared by the rules' embedded tests
     filters: str | None = None  # directory of suppressions, relative to pack.yaml
