@@ -12,21 +12,25 @@ Mixing rule, proportional: an account holds loan money (its attributions) and
 money of its own, and a payment out of it carries each in proportion to what
 the account holds. Of a payment of p from an account holding loan money L and
 own money O, p * L / (L + O) is loan money, split over the loans in proportion
-to their amounts, and every holding shrinks by the same fraction. So a
+to their amounts, and the loan money left shrinks by the same fraction. So a
 supplier with millions of its own that received 600,000 of loan money pays its
 rent mostly with its own money, while a conduit, which has little of its own,
 forwards loan money: a real conduit shows itself by passing on most of what it
 got, soon.
 
-Own money is estimated from what the account has received from sources other
-than loan money since monitoring began: every receipt that is not followed
-loan money adds to it, every payment takes its share. Opening-balance rule:
-an account starts with no own money; when it pays more than it is known to
-hold, the difference is own money it held before we saw it (a balance never
-goes negative), so the first payments of an account first seen paying out are
-not taken to be loan money beyond what it received of loans. Loan money that
-is no longer followed (below `min_amount` in one payment, past `max_hops`,
-past `max_parts` attributions in one account) becomes its holder's own money.
+Own money is estimated from what the account has received from other sources
+(every receipt that is not followed loan money) since monitoring began: the
+sum of those receipts, each weighing less as it ages (time constant
+`OWN_WINDOW`, a month), so a busy account is taken to hold about a month of its
+own takings. Opening-balance rule: monitoring starts from nothing, so in an
+account's first month its takings so far are scaled up to a month (seen for
+two weeks, it holds about 2.7 times what it took in them; seen for a week or
+less, 4.8 times); an account that receives nothing of its own holds nothing of
+its own. A payment larger than L + O takes
+all the loan money (the rest was own money held before we saw it). Loan money
+that is no longer followed (below `min_amount` in one payment, past
+`max_hops`, past `max_parts` attributions in one account, past `max_age`)
+counts as its holder's own from then on.
 
 `Trace.share` is the part of the payment that is loan money of that loan; a
 payment can carry money of several loans. Payments to the bank (repayments,
@@ -34,12 +38,13 @@ cash withdrawals) end a trace.
 
 State, per account: at most `max_parts` attributions (the oldest becomes own
 money first) and one own-money balance; attributions expire `max_age` after
-their disbursement and an own balance `max_age` after the account's last
-movement. The bounds are pack settings (`tracing:` in pack.yaml).
+their disbursement and an own-money estimate `max_age` after the account's
+last receipt. The bounds are pack settings (`tracing:` in pack.yaml).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -48,6 +53,9 @@ from msgspec import Struct
 from engine.reference import Reference
 
 SWEEP_EVERY = timedelta(days=1)  # event time between expiry sweeps
+OWN_WINDOW = timedelta(days=30)  # time constant of the own-money estimate
+_WINDOW_S = OWN_WINDOW.total_seconds()
+_MIN_WATCH_S = 7 * 86_400.0  # a first week is scaled up as if it were a week: at most about 4.8 times
 
 
 class Hop(Struct, frozen=True, array_like=True):
@@ -96,7 +104,8 @@ class Tracer:
 
     bounds: Bounds = field(default_factory=Bounds)
     parts: dict[str, list[_Part]] = field(default_factory=dict)  # account -> loan-money attributions
-    own: dict[str, tuple[float, datetime]] = field(default_factory=dict)  # account -> (own money, last movement)
+    # account -> [decayed own receipts, time of the last, first time seen]
+    own: dict[str, list] = field(default_factory=dict)
     swept_at: datetime | None = None  # event time of the last expiry sweep
 
     def follow(
@@ -140,33 +149,35 @@ class Tracer:
 
     def _take(self, account: str, amount: float, ts: datetime) -> tuple[list[_Part], float]:
         """The loan money and own money in a payment of `amount`, in proportion to the holdings."""
-        own, _ = self.own.get(account, (0.0, ts))
         held = self.parts.get(account)
-        live, loan_money = [], 0.0
-        for p in held or ():
+        if held is None:
+            return [], amount
+        own = self.own_money(account, ts)
+        live, loan_money, expired = [], 0.0, 0.0
+        for p in held:
             if ts - p.disbursed_at <= self.bounds.max_age:
                 live.append(p)
                 loan_money += p.amount
-            else:  # no longer followed: it is the holder's own money now
-                own += p.amount
-        holding = loan_money + own
-        if holding < amount:  # paid more than it is known to hold: own money from before we saw it
-            own += amount - holding
-            holding = amount
-        keep = 1.0 - amount / holding
+            else:
+                expired += p.amount
+        if expired:  # no longer followed: it is the holder's own money now
+            self._add_own(account, expired, ts)
+            own += expired
+        if not live:
+            del self.parts[account]
+            return [], amount
+        fraction = min(1.0, amount / (loan_money + own))  # all of it when paying more than it is known to hold
         taken = []
         for p in live:
-            used = p.amount - p.amount * keep
+            used = p.amount * fraction
             p.amount -= used
             taken.append(_Part(p.loan_id, p.borrower_id, used, p.hops, p.disbursed_at, p.route))
-        if held is not None:
-            live = [p for p in live if p.amount > 1e-6]
-            if live:
-                self.parts[account] = live
-            else:
-                del self.parts[account]
-        self.own[account] = (own * keep, ts)
-        return taken, own - own * keep
+        live = [p for p in live if p.amount > 1e-6]
+        if live:
+            self.parts[account] = live
+        else:
+            del self.parts[account]
+        return taken, amount - loan_money * fraction
 
     def _give(self, account: str, part: _Part, ts: datetime) -> None:
         held = self.parts.setdefault(account, [])
@@ -176,14 +187,27 @@ class Tracer:
             self._add_own(account, oldest.amount, ts)
 
     def _add_own(self, account: str, amount: float, ts: datetime) -> None:
-        own, _ = self.own.get(account, (0.0, ts))
-        self.own[account] = (own + amount, ts)
+        if amount <= 0:
+            return
+        entry = self.own.get(account)
+        if entry is None:
+            self.own[account] = [amount, ts, ts]
+        else:
+            entry[0] = entry[0] * math.exp(-max((ts - entry[1]).total_seconds(), 0.0) / _WINDOW_S) + amount
+            entry[1] = max(entry[1], ts)
 
     def loan_money(self, account: str) -> float:
         return sum(p.amount for p in self.parts.get(account, ()))
 
-    def own_money(self, account: str) -> float:
-        return self.own.get(account, (0.0, None))[0]
+    def own_money(self, account: str, now: datetime) -> float:
+        """The account's own money at `now`: its decayed own receipts, scaled up to a month in its first month."""
+        entry = self.own.get(account)
+        if entry is None:
+            return 0.0
+        received, last, first = entry
+        decayed = received * math.exp(-max((now - last).total_seconds(), 0.0) / _WINDOW_S)
+        watched = max((now - first).total_seconds(), _MIN_WATCH_S)
+        return decayed / -math.expm1(-watched / _WINDOW_S)
 
     def expire_before(self, now: datetime) -> None:
         """Drop attributions older than max_age and own balances quiet that long; at most once a day of event time."""
@@ -200,7 +224,7 @@ class Tracer:
                 self.parts[account] = kept
             else:
                 del self.parts[account]
-        for account in [a for a, (_, last) in self.own.items() if now - last > max_age]:
+        for account in [a for a, (_, last, _) in self.own.items() if now - last > max_age]:
             del self.own[account]
 
 

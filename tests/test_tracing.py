@@ -6,6 +6,7 @@ while a real conduit still fires, with the route on the alert."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, timedelta
 
 import pytest
@@ -33,26 +34,40 @@ def follow(tracer: Tracer, ref: Reference, t):
                          ref.party_of(t.from_account).id, ref.party_of(t.to_account).id, ref)
 
 
+def own_estimate(received: float, age_days: float, watched_days: float) -> float:
+    """The documented own-money rule: decayed takings, scaled up to a month in the first month."""
+    decayed = received * math.exp(-age_days / 30)
+    return decayed / -math.expm1(-max(watched_days, 7) / 30)
+
+
 def test_a_payment_carries_loan_money_in_proportion_to_the_holdings():
     ref, tracer = reference(), Tracer()
-    follow(tracer, ref, tx("own", 0.5, "A-N1", "A-S1", 300_000))  # S1's own business
-    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 100_000))  # loan money: S1 holds 100,000 of L1 and 300,000 own
-    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 80_000))
-    assert trace.amount == pytest.approx(20_000) and trace.share == pytest.approx(0.25) and trace.hops == 1
-    assert tracer.loan_money("A-S1") == pytest.approx(80_000)
-    assert tracer.own_money("A-S1") == pytest.approx(240_000)
-    # the payee holds the 20,000 as L1 money and the 60,000 as its own
-    assert tracer.loan_money("A-S2") == pytest.approx(20_000)
-    assert tracer.own_money("A-S2") == pytest.approx(60_000)
+    follow(tracer, ref, tx("own", -30, "A-N1", "A-S1", 300_000))  # S1's own business, a month ago
+    follow(tracer, ref, tx("a", 0, "D1", "A-S1", 100_000))  # loan money
+    own = own_estimate(300_000, 30, 30)  # 300,000 a month ago is about 174,500 now
+    assert tracer.own_money("A-S1", T0) == pytest.approx(own)
+    (trace,) = follow(tracer, ref, tx("b", 0, "A-S1", "A-S2", 80_000))
+    share = 100_000 / (100_000 + own)
+    assert trace.amount == pytest.approx(80_000 * share) and trace.share == pytest.approx(share) and trace.hops == 1
+    assert tracer.loan_money("A-S1") == pytest.approx(100_000 * (1 - 80_000 / (100_000 + own)))
+    # the payee holds the loan money as L1's and the rest as its own receipt
+    assert tracer.loan_money("A-S2") == pytest.approx(80_000 * share)
+    assert tracer.own["A-S2"][0] == pytest.approx(80_000 * (1 - share))
+
+
+def test_a_busy_account_holds_about_a_month_of_its_takings():
+    ref, tracer = reference(), Tracer()
+    for day in range(-90, 0):
+        follow(tracer, ref, tx(f"sale{day}", day, "A-N1", "A-S1", 100_000))  # 100,000 a day for 90 days
+    assert tracer.own_money("A-S1", T0) == pytest.approx(30 * 100_000, rel=0.03)
 
 
 def test_loan_money_of_several_loans_is_split_by_their_amounts():
     ref, tracer = reference(), Tracer()
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
     tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 100_000, 1, T0, ()))
-    follow(tracer, ref, tx("own", 1.5, "A-N1", "A-S1", 400_000))
-    traces = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 200_000))  # a quarter of everything S1 holds
-    assert sorted((t.loan_id, round(t.amount)) for t in traces) == [("L1", 75_000), ("L9", 25_000)]
+    traces = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 200_000))  # half of the loan money S1 holds
+    assert sorted((t.loan_id, round(t.amount)) for t in traces) == [("L1", 150_000), ("L9", 50_000)]
 
 
 def test_an_account_first_seen_paying_more_than_it_holds_had_own_money_before():
@@ -61,15 +76,15 @@ def test_an_account_first_seen_paying_more_than_it_holds_had_own_money_before():
     # 150,000 out of 100,000 known: the 50,000 more were S1's own, so the payment carries all the loan money
     (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 150_000))
     assert trace.amount == pytest.approx(100_000) and trace.share == pytest.approx(2 / 3)
-    assert tracer.own_money("A-S1") == pytest.approx(0) and tracer.loan_money("A-S1") == pytest.approx(0)
+    assert tracer.loan_money("A-S1") == 0 and "A-S1" not in tracer.parts
 
 
 def test_loan_money_below_the_minimum_is_not_followed_and_becomes_the_payees_own():
-    ref, tracer = reference(), Tracer(Bounds(min_amount=10_000))
-    follow(tracer, ref, tx("own", 0.5, "A-N1", "A-S1", 5_000_000))
+    ref, tracer = reference(), Tracer(Bounds(min_amount=20_000))
+    follow(tracer, ref, tx("own", -30, "A-N1", "A-S1", 5_000_000))
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 600_000))
-    assert follow(tracer, ref, tx("rent", 2, "A-S1", "A-BAD", 80_000)) == []  # about 8,600 of loan money
-    assert tracer.loan_money("A-BAD") == 0 and tracer.own_money("A-BAD") == pytest.approx(80_000)
+    assert follow(tracer, ref, tx("rent", 2, "A-S1", "A-BAD", 80_000)) == []  # about 14,900 of loan money
+    assert tracer.loan_money("A-BAD") == 0 and tracer.own["A-BAD"][0] == pytest.approx(80_000)
 
 
 def test_hop_bound_stops_the_trace():
@@ -78,7 +93,7 @@ def test_hop_bound_stops_the_trace():
     assert follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 100_000))[0].hops == 1
     assert follow(tracer, ref, tx("c", 3, "A-S2", "A-N1", 100_000))[0].hops == 2
     assert follow(tracer, ref, tx("d", 4, "A-N1", "A-SEC", 100_000)) == []  # a third intermediary: untraced
-    assert tracer.own_money("A-N1") == 0 and tracer.own_money("A-SEC") == pytest.approx(100_000)
+    assert "A-N1" not in tracer.parts and tracer.own["A-N1"][0] == pytest.approx(100_000)  # N1's own from then on
 
 
 def test_age_bound_expires_attribution_into_own_money():
@@ -86,7 +101,7 @@ def test_age_bound_expires_attribution_into_own_money():
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 100_000))
     assert follow(tracer, ref, tx("b", 31, "A-S1", "A-BAD", 50_000)) == []
     tracer.expire_before(T0 + timedelta(days=40))
-    assert tracer.parts == {} and tracer.own_money("A-S1") == pytest.approx(50_000)
+    assert tracer.parts == {} and tracer.own["A-S1"][0] == pytest.approx(100_000)  # counted as its own takings
     tracer.expire_before(T0 + timedelta(days=80))  # quiet for longer than max_age: forgotten
     assert "A-S1" not in tracer.own
 
@@ -97,7 +112,7 @@ def test_attributions_per_account_are_bounded_oldest_first():
         follow(tracer, ref, tx(f"a{i}", 1 + i, "D1", "A-S1", 100_000 * (i + 1)))
     # three receipts, two kept: the oldest (100,000) became S1's own money
     assert [p.amount for p in tracer.parts["A-S1"]] == [200_000, 300_000]
-    assert tracer.own_money("A-S1") == pytest.approx(100_000)
+    assert tracer.own["A-S1"][0] == pytest.approx(100_000)
 
 
 def test_own_accounts_add_no_hop_and_payments_to_the_bank_end_the_trace():
@@ -148,7 +163,7 @@ DISBURSE = tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L
 def test_a_busy_supplier_paying_rent_and_buying_from_the_borrower_raises_nothing(tmp_path):
     alerts = _replay(tmp_path, [
         DISBURSE,
-        tx("own", 0.5, "A-N1", "A-S1", 5_000_000),  # S1 has a business of its own
+        *[tx(f"sale{d}", d - 30, "A-N1", "A-S1", 150_000) for d in range(30)],  # S1 has a business of its own
         tx("t1", 1, "D1", "A-S1", 600_000),  # the contracted payee is paid
         tx("rent", 2, "A-S1", "A-BAD", 80_000),  # S1's rent to its landlord (real estate)
         tx("goods", 3, "A-S1", "A-B1", 300_000),  # S1 buys goods from the borrower
@@ -159,14 +174,15 @@ def test_a_busy_supplier_paying_rent_and_buying_from_the_borrower_raises_nothing
 def test_a_real_conduit_still_fires(tmp_path):
     alerts = _replay(tmp_path, [
         DISBURSE,
-        tx("own", 0.5, "A-N1", "A-S1", 100_000),  # a little money of its own
+        tx("own", -20, "A-N1", "A-S1", 20_000),  # a little money of its own
         tx("t1", 1, "D1", "A-S1", 600_000),
         tx("t2", 2, "A-S1", "A-SEC", 550_000),  # most of it forwarded to a broker the next day
     ])
     (alert,) = [a for a in alerts if a["rule_id"] == "PV-002"]
     evidence = json.loads(alert["evidence"])
     assert evidence["event_ids"] == ["t1", "t2"]
-    assert evidence["values"]["trace.amount"] == pytest.approx(550_000 * 6 / 7, abs=0.01)
+    share = 600_000 / (600_000 + own_estimate(20_000, 22, 22))
+    assert evidence["values"]["trace.amount"] == pytest.approx(550_000 * share, abs=0.01)
 
 
 def test_alert_carries_the_route_with_amounts_and_times(tmp_path):
