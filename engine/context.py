@@ -73,6 +73,8 @@ class SensorView(Struct, frozen=True, kw_only=True):
     kind: SensorKind
     value: float
     unit: str
+    gateway_id: str | None
+    device: str  # the sensor that sent it: one per site and kind
     borrower: Party
     loan: Loan | None  # the loan whose collateral sits at this site
     pledged_quantity: float | None
@@ -171,7 +173,7 @@ def enrich_reading(reading: SensorReading, ref: Reference) -> SensorView:
     cover = reading.value / pledged if pledged and reading.kind == "inventory" else None
     return SensorView(
         id=reading.id, ts=reading.ts, site_id=reading.site_id, kind=reading.kind, value=reading.value,
-        unit=reading.unit, borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
+        unit=reading.unit, gateway_id=reading.gateway_id, device=f"{reading.site_id}/{reading.kind}", borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
         weekday=reading.ts.weekday(),
     )
 

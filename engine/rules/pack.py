@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 
 import msgspec
@@ -88,6 +89,11 @@ def load_pack(root: Path) -> Pack:
     except msgspec.ValidationError as e:
         raise RuleError([schema_problem(meta_loc, e)]) from None
 
+    try:
+        tz = ZoneInfo(meta.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(meta_loc.problem(("timezone",), f"unknown time zone {meta.timezone!r} (an IANA name such as Asia/Shanghai)"))
+        tz = timezone.utc
     lists: dict[str, list] = {}
     for i, rel in enumerate(meta.lists):
         list_path = (root / rel).resolve()
@@ -112,7 +118,7 @@ def load_pack(root: Path) -> Pack:
         digest.update(path.name.encode() + path.read_bytes())
         try:
             loc = source.load(path)
-            rule = compile_rule(loc, lists)
+            rule = compile_rule(loc, lists, tz)
         except RuleError as e:
             problems.extend(e.problems)
             continue
