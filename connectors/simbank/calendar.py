@@ -50,6 +50,11 @@ FIRST_YEAR, LAST_YEAR = 2024, 2028
 # reopen 2-10 days after them (migrant workers travel home and back).
 SPRING_BEFORE = (1, 5)
 SPRING_AFTER = (2, 10)
+# The holiday season as the default rule pack lists it (rules/lists/calendar.yaml): the Spring Festival
+# days off with a week before and two after, the other holidays with the day after them. Injected
+# sensor episodes stay clear of it (an executive on holiday cannot be told from one who left).
+SEASON = {"spring_festival": (7, 14)}
+SEASON_OTHER = (0, 1)
 
 
 def days_off(start: date, days: int) -> list[tuple[str, int, int]]:

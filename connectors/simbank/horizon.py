@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
-from .calendar import days_off
+from .calendar import SEASON, SEASON_OTHER, days_off
 
 US = 1_000_000
 DAY_US = 86_400 * US
@@ -35,6 +35,10 @@ class Horizon:
         for _, first, last in self.holidays:
             self.holiday[max(first, 0): max(last + 1, 0)] = True
         self.workday = (self.weekday < 5) & ~self.holiday
+        self.season = np.zeros(days, dtype=bool)  # the holiday season the default pack's rules skip
+        for name, first, last in self.holidays:
+            before, after = SEASON.get(name, SEASON_OTHER)
+            self.season[max(first - before, 0): max(last + after + 1, 0)] = True
         epoch_day = (start - date(1970, 1, 1)).days
         # local midnight of each day, in UTC microseconds
         self.midnight = (epoch_day + np.arange(days, dtype=np.int64)) * DAY_US - LOCAL_OFFSET_S * US
@@ -72,6 +76,17 @@ class Horizon:
             if self.date_of(k).month != month:
                 out.append(d)
         return out
+
+    def calm(self, day: int, days: int, before: int = 3) -> bool:
+        """Whether `days` days from `day`, and `before` days before them, are all inside the horizon and
+        outside the holiday season."""
+        lo, hi = day - before, day + days
+        return lo >= 0 and hi <= self.days and not self.season[lo:hi].any()
+
+    def calm_start(self, rng, lo: int, hi: int, days: int) -> int:
+        """A random day in [lo, hi) that starts a calm stretch of `days` days; lo when there is none."""
+        ok = [d for d in range(lo, hi) if self.calm(d, days)]
+        return int(rng.choice(ok)) if ok else lo
 
     def spring_festivals(self) -> list[tuple[int, int]]:
         """(first, last) day index of the Spring Festival days off near the horizon, unclipped."""

@@ -235,7 +235,8 @@ class _Compiler:
                 act, path = a.require_activity, ("absence", "require_activity")
                 view = VIEWS[act.stream]
                 activity = Activity(act.stream, self.selection((*path, "where"), act.where, view),
-                                    self.getter((*path, "key"), act.key, view), self.getter((*path, "key"), act.key))
+                                    self.getter((*path, "key"), act.key, view), self.getter((*path, "key"), act.key),
+                                    act.min_hours)
             return AbsenceKind(
                 self.getter(("absence", "key"), a.key), self.selection(("absence", "start"), a.start),
                 self.selection(("absence", "expect"), a.expect), duration(a.within), a.recurring, activity,

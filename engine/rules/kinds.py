@@ -164,6 +164,7 @@ class Activity:
     where: Predicate
     key: Getter  # on the activity event
     start_key: Getter  # the same field on the rule's start event
+    min_hours: int  # distinct active hours needed between the start and the deadline
 
 
 @dataclass
@@ -233,9 +234,9 @@ class AbsenceKind(Kind):
             if self.activity is not None:
                 seen = state.get("active", {}).get(t["active_key"], [])
                 start = t["start_ts"].replace(minute=0, second=0, microsecond=0)
-                i = bisect.bisect_right(seen, start)
-                if i == len(seen) or seen[i] > t["deadline"]:
-                    continue  # the borrower went quiet everywhere meanwhile: real inactivity, not this signal
+                active = bisect.bisect_right(seen, t["deadline"]) - bisect.bisect_right(seen, start)
+                if active < self.activity.min_hours:
+                    continue  # quiet everywhere meanwhile (a shutdown, an outage): real inactivity, not this signal
             hits.append(Hit(key, t["start_id"], [t["start_id"]], t["deadline"], t["borrower_id"], t["loan_id"],
                             {"last_seen": t["start_ts"].isoformat(), "deadline": t["deadline"].isoformat()},
                             ["start", "no expected event"], t["summary"]))

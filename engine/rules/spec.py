@@ -68,6 +68,9 @@ class Activity(Strict, kw_only=True):
     stream: Literal["transactions", "sensors"]
     where: dict[str, Any] = {}
     key: str = "borrower.id"  # read on these events and on the start event: the same value links them
+    # distinct hours with activity needed between the start and the deadline (a gateway that
+    # reports every few hours and was up for most of a 3-day silence has a dozen)
+    min_hours: Annotated[int, Meta(ge=1)] = 1
 
 
 class Absence(Strict, kw_only=True):
