@@ -83,12 +83,13 @@ class _EnrichLogic(StatefulBatchLogic[list[Raw], Batch, bytes]):
 class _TraceLogic(StatefulBatchLogic[Batch, Batch, bytes]):
     """Fund tracing needs every account's attributions, so it is one keyed state."""
 
-    def __init__(self, reference: Reference, recoverable: bool, resume: bytes | None):
-        self.reference = reference
+    def __init__(self, reference: Reference, pack: Callable[[], Pack], recoverable: bool, resume: bytes | None):
+        self.reference, self.pack = reference, pack
         self.tracer = _thaw(resume) or Tracer()
         self.snapshots = _Snapshots(recoverable)
 
     def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
+        self.tracer.bounds = self.pack().tracing  # a reloaded pack's bounds apply from the next batch
         self.snapshots.changed = self.snapshots.changed or any(b.items for b in values)
         return [trace_batch(b, self.tracer, self.reference) for b in values], StatefulBatchLogic.RETAIN
 
@@ -176,7 +177,7 @@ def build_flow(
         "enrich", raw, partial(_EnrichLogic, reference, refresh, lateness, limits, recoverable)))
     traced = op.key_rm(
         "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
-                                     partial(_TraceLogic, reference, recoverable)),
+                                     partial(_TraceLogic, reference, pack, recoverable)),
     )
     detector = Detector(pack, clock, reference)
     sharded = op.flat_map("shard", traced, split_by_shard)
