@@ -8,12 +8,28 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from engine.detect import Detector
+import msgspec
+
+from engine.batch import Raw
+from engine.context import enrich_batch, trace_batch
+from engine.decode import decode
+from engine.detect import Detector, split_by_shard
 from engine.rules.kinds import ACTIVITY_MEMORY, BASELINE_MEMORY
 from engine.rules.pack import load_pack
 from tests import tinybank
 from tests.test_event_time import PACK, Flow
 from tests.tinybank import tx
+
+
+def _heartbeats(flow: Flow, days: range) -> None:
+    """Readings of B1's site gateway G1 (the silent-site rule's activity) on these days."""
+    for d in days:
+        reading = {"id": f"hb-{d}", "ts": (tinybank.T0 + timedelta(days=d)).isoformat(), "site_id": "SITE1",
+                   "borrower_id": "B1", "kind": "heartbeat", "value": 1, "unit": "beat", "gateway_id": "G1"}
+        raw = Raw("sensors", "topic", f"0:{d}", msgspec.json.encode(reading))  # the payments partition
+        batch = trace_batch(enrich_batch(decode([raw]), flow.ref), flow.tracer, flow.ref)
+        for key, shard in split_by_shard(batch):
+            flow.detector.run(shard, flow.states.setdefault(key, {}))
 
 
 def _kept(flow: Flow) -> dict[str, int]:
@@ -37,6 +53,7 @@ def _quiet_for(flow: Flow, days: float, step: float = 5) -> None:
 def test_state_of_a_quiet_borrower_expires_and_the_count_falls_to_nothing():
     flow = Flow()
     flow.feed("0", *[t for t, _ in tinybank.CASES[:-1]])  # disbursement, payments, cash: windows, timers, slots
+    _heartbeats(flow, range(0, 9))
     _quiet_for(flow, 3, step=1)
     busy = _kept(flow)
     assert {"ID-001", "MR-002", "SS-001"} <= busy.keys(), busy  # timers and activity hours
@@ -46,17 +63,16 @@ def test_state_of_a_quiet_borrower_expires_and_the_count_falls_to_nothing():
     left = _kept(flow)
     assert sum(left.values()) < sum(busy.values()), left  # only what the ongoing payments keep
     kept = repr([{k: v for k, v in s.items() if not k.startswith("_")} for s in flow.states.values()])
-    assert "B1" not in kept and "L1" not in kept and "t-" not in kept
+    assert "B1" not in kept and "L1" not in kept and "G1" not in kept and "t-" not in kept
     suppress = [s.get("_suppress", {}) for s in flow.states.values()]
     assert not any(suppress)
 
 
 def test_activity_hours_are_kept_compactly_and_only_for_the_activity_memory():
     flow = Flow()
-    for d in range(0, 80):
-        flow.feed("0", tx(f"a-{d}", d, "A-B1", "A-S2", 100))
-    (hours,) = [s[k]["active"]["B1"] for s in flow.states.values() for k in s if k.startswith("SS-001") and
-                s[k].get("active", {}).get("B1") is not None]
+    _heartbeats(flow, range(0, 80))
+    (hours,) = [s[k]["active"]["G1"] for s in flow.states.values() for k in s if k.startswith("SS-001") and
+                s[k].get("active", {}).get("G1") is not None]
     assert hours.typecode == "i" and (hours[-1] - hours[0]) * 3600 <= ACTIVITY_MEMORY.total_seconds()
 
 
