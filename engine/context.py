@@ -174,8 +174,8 @@ def enrich_reading(reading: SensorReading, ref: Reference) -> SensorView:
     cover = reading.value / pledged if pledged and reading.kind == "inventory" else None
     return SensorView(
         id=reading.id, ts=reading.ts, site_id=reading.site_id, kind=reading.kind, value=reading.value,
-        unit=reading.unit, gateway_id=reading.gateway_id, device=f"{reading.site_id}/{reading.kind}", borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
-        weekday=reading.ts.weekday(),
+        unit=reading.unit, gateway_id=reading.gateway_id, device=f"{reading.site_id}/{reading.kind}",
+        borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover, weekday=reading.ts.weekday(),
     )
 
 
