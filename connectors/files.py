@@ -125,7 +125,7 @@ class _FilePartition(StatefulSourcePartition[list[Raw], int]):
     def next_batch(self) -> list[list[Raw]]:
         try:
             batch = next(self._batches)  # StopIteration ends the partition
-        except StopIteration:
+        except StopIteration:  # the end, not a failure
             raise
         except Exception as e:  # noqa: BLE001 - a file broken mid-way must not stop the flow
             self._batches = iter(())

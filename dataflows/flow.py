@@ -71,10 +71,10 @@ class _EnrichLogic(StatefulBatchLogic[list[Raw], Batch, bytes]):
         self.snapshots = _Snapshots(recoverable)
 
     def on_batch(self, values: list[list[Raw]]) -> tuple[list[Batch], bool]:
-        self.snapshots.changed = True
-        return [_enrich(decode(raws, self.limits), self.reference, self.refresh, self.lateness, self.limits)
-                for raws in values], \
-            StatefulBatchLogic.RETAIN
+        self.snapshots.changed = self.snapshots.changed or any(values)
+        out = [_enrich(decode(raws, self.limits), self.reference, self.refresh, self.lateness, self.limits)
+               for raws in values]
+        return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes | None:
         return self.snapshots.take(self.lateness.newest)
@@ -121,7 +121,6 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
 
     def snapshot(self) -> bytes | None:
         return self.snapshots.take(self.state)
-
 
 
 def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lateness, limits: Limits) -> Batch:
