@@ -14,7 +14,7 @@ import structlog
 from bytewax.inputs import Source
 from bytewax.run import cli_main
 
-from connectors.alert_store import AlertStore
+from connectors.alert_store import AlertStore, RuleText
 from connectors.reference_files import load_reference
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
 from dataflows.flow import build_flow
@@ -24,6 +24,7 @@ from engine.records import Label
 from engine.rules.errors import RuleError
 from engine.rules.live import LivePack
 from engine.rules.pack import Pack
+from engine.rules.spec import RuleSpec
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "post_loan"
 DEFAULT_DB = Path("fundwatch.duckdb")
@@ -87,9 +88,14 @@ def live_pack(
     if owner:
         pack = live.pack
         store = AlertStore(db)
-        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
+        store.record_pack(pack.id, pack.version, pack.digest, [rule_text(r.spec) for r in pack.rules])
         store.close()  # the flow's store sink is the one writer from here on
     return live
+
+
+def rule_text(spec: RuleSpec) -> RuleText:
+    return RuleText(rule_id=spec.id, version=spec.version, title=spec.title, description=spec.description,
+                    investigation=spec.investigation, false_positives=spec.false_positives)
 
 
 def _pack_refused(err: RuleError) -> None:
