@@ -14,7 +14,7 @@ from connectors.alert_store import AlertQuery, AlertStore
 from connectors.workbench import Token, Workbench
 from dataflows.api.schema import (
     AlertDetail, AlertPage, AlertRow, AuditEntry, Count, DayCount, DeadLetterRow, Graph, GraphEdge, NewToken, Overview,
-    PackRow, RuleInfo, State, TokenInfo,
+    PackRow, State, TokenInfo,
 )
 from engine import lifecycle
 
