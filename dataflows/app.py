@@ -17,6 +17,7 @@ from bytewax.run import cli_main
 from connectors.alert_store import AlertStore, RuleText
 from connectors.reference_files import load_reference
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
+from dataflows.api.server import Listen, serve_beside
 from dataflows.flow import build_flow
 from engine.batch import Raw
 from engine.evaluate import Score, Scored, score
@@ -52,13 +53,16 @@ def run_flow(
     reload_interval: float = 1.0,
     process_id: int | None = None,
     addresses: list[str] | None = None,
+    api: Listen | None = None,
 ) -> RunResult:
     """Run the flow to the end of `source`. With `process_id` and `addresses` this
     process is one of a Bytewax cluster; process 0 owns the DuckDB file (and the
-    run's statistics: the others report only their own console lines)."""
+    run's statistics: the others report only their own console lines). With
+    `api` the owner serves the workbench over the store while it runs."""
     reference = load_reference(reference_dir)
     owner = not process_id
     live = live_pack(rules, db, owner, reload_interval)
+    server = serve_beside(db, api) if api is not None and owner else None
     stats = RunStats()
     sinks = [StoreSink(db, stats, owner=owner)] + ([ConsoleSink(emit)] if emit else [])
     flow = build_flow(source, reference, live.current, sinks)
@@ -67,6 +71,9 @@ def run_flow(
         cli_main(flow, process_id=process_id, addresses=addresses)
     except KeyboardInterrupt:
         log.info("run_interrupted")  # what was stored stays stored; report it
+    finally:
+        if server is not None:
+            server.stop()
     result = RunResult(live.pack, stats, time.perf_counter() - started)
     log.info(
         "run_finished", events=stats.events, alerts_new=stats.alerts_new,

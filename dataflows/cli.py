@@ -69,9 +69,12 @@ def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -
               help='Daemon: every cluster process as "host:port;host:port", in process-id order.')
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Daemon: worker threads per process (they share one interpreter lock).")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=9480, show_default=True,
+              help="Embedded run: serve the workbench on 127.0.0.1 at this port while running; 0: no.")
 @click.pass_context
 def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers: int, db: Path, rules: Path,
-        config: Path | None, processes: int, process_id: int | None, addresses: str | None, workers: int) -> None:
+        config: Path | None, processes: int, process_id: int | None, addresses: str | None, workers: int,
+        api_port: int) -> None:
     """Run the engine: on the built-in simulated bank as a live feed, or with
     --config as the daemon against Kafka."""
     if config is not None:
@@ -94,7 +97,9 @@ def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     source = PacedSource(stream_files(data), speed, until, keep_open=days is None, stopping=stopping)
-    result = app.run_flow(source, data, db, rules, emit=click.echo)
+    from dataflows.api.server import Listen
+
+    result = app.run_flow(source, data, db, rules, emit=click.echo, api=Listen(port=api_port) if api_port else None)
     click.echo("")
     for line in app.summary_lines(result, db):
         click.echo(line)

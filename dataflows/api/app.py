@@ -19,7 +19,7 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException, Permi
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
 
 from connectors.alert_store import AlertQuery
@@ -34,9 +34,9 @@ from engine.records import AlertStatus, Level
 STATIC = Path(__file__).parent / "static"
 log = structlog.get_logger()
 
-Limit = Annotated[int, Parameter(ge=1, le=500, description="page size")]
-Offset = Annotated[int, Parameter(ge=0, le=100_000_000)]
-Filter = Annotated[str | None, Parameter(min_length=1, max_length=200)]
+Limit = Annotated[int, QueryParameter(ge=1, le=500, description="page size")]
+Offset = Annotated[int, QueryParameter(ge=0, le=100_000_000)]
+Filter = Annotated[str | None, QueryParameter(min_length=1, max_length=200)]
 _ERRORS = {401: "no live token", 403: "the token's role does not allow this", 404: "no such alert or token",
            409: "the change does not fit the current state (stale version or illegal transition)"}
 
@@ -78,9 +78,10 @@ ADMIN = {"guards": _guard("admin"), "sync_to_thread": True, "responses": _respon
 
 @get("/api/alerts", **READ)
 def list_alerts(
-    request: Request, level: Level | None = None, rule: Filter = None, borrower: Filter = None, loan: Filter = None,
-    status: AlertStatus | None = None, assignee: Filter = None, since: datetime | None = None,
-    until: datetime | None = None, text: Filter = None, limit: Limit = 50, offset: Offset = 0,
+    request: Request, level: FromQuery[Level | None] = None, rule: Filter = None, borrower: Filter = None,
+    loan: Filter = None, status: FromQuery[AlertStatus | None] = None, assignee: Filter = None,
+    since: FromQuery[datetime | None] = None, until: FromQuery[datetime | None] = None, text: Filter = None,
+    limit: Limit = 50, offset: Offset = 0,
 ) -> AlertPage:
     """Alerts matching every given filter, newest event first, with the total that match."""
     return _service(request).queue(AlertQuery(level=level, rule=rule, borrower=borrower, loan=loan, status=status,
@@ -89,7 +90,7 @@ def list_alerts(
 
 
 @get("/api/alerts/{alert_id:str}", **{**READ, "responses": _responses(401, 404)})
-def show_alert(request: Request, alert_id: str) -> AlertDetail:
+def show_alert(request: Request, alert_id: FromPath[str]) -> AlertDetail:
     """One alert with its evidence, the rule's notes, its route or guarantee path as a graph, and its audit."""
     detail = _service(request).detail(alert_id)
     if detail is None:
@@ -98,18 +99,18 @@ def show_alert(request: Request, alert_id: str) -> AlertDetail:
 
 
 @post("/api/alerts/{alert_id:str}/transition", status_code=200, **CHANGE)
-def transition(request: Request, alert_id: str, data: Transition) -> State:
+def transition(request: Request, alert_id: FromPath[str], data: JSONBody[Transition]) -> State:
     """Move the alert on in its lifecycle; `version` is the one you saw."""
     return _service(request).transition(alert_id, data.to, _who(request), data.version, data.reason, data.disposition)
 
 
 @post("/api/alerts/{alert_id:str}/assign", status_code=200, **CHANGE)
-def assign(request: Request, alert_id: str, data: Assignment) -> State:
+def assign(request: Request, alert_id: FromPath[str], data: JSONBody[Assignment]) -> State:
     return _service(request).assign(alert_id, data.assignee, _who(request), data.version, data.reason)
 
 
 @post("/api/alerts/{alert_id:str}/comments", status_code=200, **CHANGE)
-def comment(request: Request, alert_id: str, data: Comment) -> State:
+def comment(request: Request, alert_id: FromPath[str], data: JSONBody[Comment]) -> State:
     return _service(request).comment(alert_id, _who(request), data.text)
 
 
@@ -141,12 +142,12 @@ def list_tokens(request: Request) -> list[TokenInfo]:
 
 
 @post("/api/tokens", status_code=201, **ADMIN)
-def create_token(request: Request, data: TokenRequest) -> NewToken:
+def create_token(request: Request, data: JSONBody[TokenRequest]) -> NewToken:
     return _service(request).create_token(data.name, data.role, _who(request), data.expires_days)
 
 
 @post("/api/tokens/{token_id:str}/revoke", status_code=200, **ADMIN)
-def revoke_token(request: Request, token_id: str) -> TokenInfo:
+def revoke_token(request: Request, token_id: FromPath[str]) -> TokenInfo:
     return _service(request).revoke_token(token_id, _who(request))
 
 

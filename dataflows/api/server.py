@@ -107,3 +107,12 @@ class Server:
     def _close(self) -> None:
         discovery_file(self.db).unlink(missing_ok=True)
         self.store.close()
+
+
+def serve_beside(db: Path, listen: Listen) -> Server | None:
+    """The workbench of a process that detects: failing to serve it is logged, and detection goes on."""
+    try:
+        return Server(db, listen).start()
+    except ServeError as e:
+        log.error("api_unavailable", reason=str(e))
+        return None

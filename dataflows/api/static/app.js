@@ -18,7 +18,7 @@ let me = null;
 let offset = 0;
 
 function el(tag, attrs = {}, ...children) {
-  const svg = ["svg", "g", "line", "circle", "text", "rect", "defs", "marker", "path"].includes(tag);
+  const svg = ["svg", "g", "line", "circle", "text", "rect", "defs", "marker", "path", "title"].includes(tag);
   const node = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "text") node.textContent = v;
