@@ -31,7 +31,7 @@ def graph_of(path: list[str]) -> Graph:
     notes: list[str] = []
     for line in path:
         if m := _PAYMENT.match(line):
-            edge = GraphEdge(src=m["src"], dst=m["dst"], kind="payment", label=f"{m['amount']} · {m['at'][:16]}",
+            edge = GraphEdge(src=m["src"], dst=m["dst"], kind="payment", label=f"{m['amount']} · {m['at'][:10]}",
                              ref=m["ref"])
         elif m := _GUARANTEE.match(line):
             edge = GraphEdge(src=m["src"], dst=m["dst"], kind="guarantee", label=m["amount"], ref=m["ref"])

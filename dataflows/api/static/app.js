@@ -111,7 +111,7 @@ async function loadQueue() {
 function drawGraph(graph, borrower) {
   const box = $("#route");
   if (!graph.edges.length) { box.replaceChildren(el("p", {class: "hint", text: "此告警没有路径 No route or path in this alert's evidence"})); return; }
-  const n = graph.nodes.length, W = Math.max(520, Math.min(1100, 170 * n)), H = graph.circle ? 360 : 190;
+  const n = graph.nodes.length, W = Math.max(520, Math.min(1250, 230 * n)), H = graph.circle ? 360 : 190;
   const pos = {};
   graph.nodes.forEach((id, i) => {
     pos[id] = graph.circle
