@@ -302,26 +302,42 @@ class AlertStore:
 
     def page(self, q: AlertQuery) -> tuple[int, list[dict[str, Any]]]:
         """The analysts' queue: alerts matching `q` with their lifecycle state, newest
-        event first, and how many match in all."""
-        where, params = [], []
+        event first, and how many match in all.
+
+        One statement: the matching ids once (lifecycle filters as semi-joins on the
+        small state table, since detection stores every alert as new), their count,
+        and the page joined to its rows: 2-3 times faster on 1M alerts than a count and
+        a page over alerts LEFT JOIN alert_state (benchmarks/api.py)."""
+        where, params = ["true"], []
         for column, value in (("a.rule_id", q.rule), ("a.level", q.level), ("a.borrower_id", q.borrower),
-                              ("a.loan_id", q.loan), (_STATUS, q.status), ("s.assignee", q.assignee)):
+                              ("a.loan_id", q.loan)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if q.since is not None:
-            where.append("a.event_time >= ?")
-            params.append(q.since)
-        if q.until is not None:
-            where.append("a.event_time < ?")
-            params.append(q.until)
+        if q.status == "new":
+            where.append("a.id NOT IN (SELECT alert_id FROM alert_state WHERE status <> 'new')")
+        elif q.status is not None:
+            where.append("a.id IN (SELECT alert_id FROM alert_state WHERE status = ?)")
+            params.append(q.status)
+        if q.assignee is not None:
+            where.append("a.id IN (SELECT alert_id FROM alert_state WHERE assignee = ?)")
+            params.append(q.assignee)
+        for op, value in ((">=", q.since), ("<", q.until)):
+            if value is not None:
+                where.append(f"a.event_time {op} ?")
+                params.append(value)
         if q.text:
             where.append("contains(lower(a.summary), lower(?))")
             params.append(q.text)
-        cond = f" WHERE {' AND '.join(where)}" if where else ""
-        total = self._sql(f"SELECT count(*) {_QUEUE_FROM}{cond}", params)[0][0]
-        rows = self._dicts(f"SELECT {_QUEUE_COLUMNS} {_QUEUE_FROM}{cond} ORDER BY a.event_time DESC, a.id DESC "
-                           f"LIMIT {int(q.limit)} OFFSET {int(q.offset)}", params)
+        rows = self._dicts(
+            f"WITH m AS (SELECT a.id, a.event_time FROM alerts a WHERE {' AND '.join(where)}), "
+            f"top AS (SELECT id FROM m ORDER BY event_time DESC, id DESC LIMIT {int(q.limit)} OFFSET {int(q.offset)}) "
+            f"SELECT {_QUEUE_COLUMNS}, (SELECT count(*) FROM m) AS total FROM top JOIN alerts a ON a.id = top.id "
+            "LEFT JOIN alert_state s ON s.alert_id = a.id ORDER BY a.event_time DESC, a.id DESC", params)
+        total = rows[0].pop("total") if rows else self._sql(
+            f"SELECT count(*) FROM alerts a WHERE {' AND '.join(where)}", params)[0][0]
+        for r in rows:
+            r.pop("total", None)
         return total, rows
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:

@@ -14,7 +14,6 @@ from tests.workbench_kit import SCREENSHOTS, browser, copy_store, served, sign_i
 def test_sign_in_filter_open_see_the_route_acknowledge_and_see_the_audit(sim_store, tmp_path):
     db = copy_store(sim_store, tmp_path / "page.duckdb")
     keys = tokens(db)
-    SCREENSHOTS.mkdir(exist_ok=True)
     with served(db) as url, browser() as context:
         requested: list[str] = []
         context.on("request", lambda r: requested.append(r.url))

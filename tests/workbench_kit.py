@@ -70,6 +70,7 @@ def browser() -> Iterator:
     """A fresh chromium profile; Playwright drives Debian's binary (its own download is not used)."""
     from playwright.sync_api import sync_playwright
 
+    SCREENSHOTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=CHROMIUM_FLAGS,
                                                        headless=True, viewport={"width": 1280, "height": 900})

@@ -189,6 +189,7 @@ def create_app(service: Service) -> Litestar:
         exception_handlers={Conflict: _conflict, NotFound: _not_found},
         after_request=_security_headers,
         debug=False,
+        logging_config=None,  # logs are structlog JSON, configured once by the command
     )
     app.state.service = service
     return app

@@ -218,7 +218,7 @@ function perDay(rows) {
   const total = {};
   for (const r of rows) total[r.day] = (total[r.day] || 0) + r.alerts;
   const max = Math.max(1, ...Object.values(total)), W = Math.max(600, days.length * 9 + 60), H = 200;
-  const step = (W - 60) / Math.max(1, days.length), svg = el("svg", {width: W, height: H + 40});
+  const step = (W - 60) / Math.max(1, days.length), svg = el("svg", {width: W, height: H + 50});
   const stacked = {};
   days.forEach((d, i) => {
     for (const level of [...LEVELS].reverse()) {
