@@ -139,10 +139,18 @@ def summary_lines(result: RunResult, db: Path) -> list[str]:
 
 
 def score_lines(scores: list[Score]) -> list[str]:
-    lines = [f"{'pattern':34} {'labels':>6} {'found':>6} {'recall':>7} {'alerts':>7} {'precision':>9}"]
+    """Per pattern: labels found and alerts that match one, each with its Wilson 95% interval."""
+    lines = [f"{'pattern':30} {'labels':>6} {'found':>5} {'recall':>6} {'95% interval':>13} "
+             f"{'alerts':>6} {'true':>5} {'precision':>9} {'95% interval':>13}"]
     for sc in scores:
         name = sc.pattern if sc.hops is None else f"  {sc.hops} hop(s)"
-        precision = f"{sc.precision:9.2f}" if sc.hops is None else " " * 9
-        alerts = f"{sc.alerts:7d}" if sc.hops is None else " " * 7
-        lines.append(f"{name:34} {sc.labels:6d} {sc.found:6d} {sc.recall:7.2f} {alerts} {precision}")
+        line = f"{name:30} {sc.labels:6d} {sc.found:5d} {sc.recall:6.2f} {_interval(sc.recall_interval):>13}"
+        if sc.hops is None:
+            line += (f" {sc.alerts:6d} {sc.true_alerts:5d} {sc.precision:9.2f} "
+                     f"{_interval(sc.precision_interval) if sc.alerts else '-':>13}")
+        lines.append(line)
     return lines
+
+
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"[{bounds[0]:.2f}, {bounds[1]:.2f}]"

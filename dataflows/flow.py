@@ -42,11 +42,12 @@ def _thaw(snapshot: bytes | None):
 class _TraceLogic(StatefulBatchLogic[Batch, Batch, bytes]):
     """Fund tracing needs every account's attributions, so it is one keyed state."""
 
-    def __init__(self, reference: Reference, resume: bytes | None):
-        self.reference = reference
+    def __init__(self, reference: Reference, pack: Callable[[], Pack], resume: bytes | None):
+        self.reference, self.pack = reference, pack
         self.tracer = _thaw(resume) or Tracer()
 
     def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
+        self.tracer.bounds = self.pack().tracing  # a reloaded pack's bounds apply from the next batch
         return [trace_batch(b, self.tracer, self.reference) for b in values], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
@@ -116,7 +117,7 @@ def build_flow(
     enriched = op.map("enrich", decoded, partial(_enrich, ref=reference, refresh=refresh))
     traced = op.key_rm(
         "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
-                                     partial(_TraceLogic, reference)),
+                                     partial(_TraceLogic, reference, pack)),
     )
     detector = Detector(pack, clock, reference)
     sharded = op.flat_map("shard", traced, split_by_shard)

@@ -73,6 +73,8 @@ class SensorView(Struct, frozen=True, kw_only=True):
     kind: SensorKind
     value: float
     unit: str
+    gateway_id: str | None
+    device: str  # the sensor that sent it: one per site and kind
     borrower: Party
     loan: Loan | None  # the loan whose collateral sits at this site
     pledged_quantity: float | None
@@ -171,7 +173,7 @@ def enrich_reading(reading: SensorReading, ref: Reference) -> SensorView:
     cover = reading.value / pledged if pledged and reading.kind == "inventory" else None
     return SensorView(
         id=reading.id, ts=reading.ts, site_id=reading.site_id, kind=reading.kind, value=reading.value,
-        unit=reading.unit, borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
+        unit=reading.unit, gateway_id=reading.gateway_id, device=f"{reading.site_id}/{reading.kind}", borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
         weekday=reading.ts.weekday(),
     )
 
@@ -237,9 +239,11 @@ STREAM_OF: dict[type, str] = {
 def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[View]:
     """Stage 2b: fund tracing, in event order over all accounts (one tracer for the flow).
 
-    A payment keeps the trace of its own borrower's loan (or the largest); the
-    money of any other borrower's loan it carries becomes an extra `onward`
-    event of that borrower."""
+    A payment stays an event of its own payer (or payee, see enrich), with the
+    trace of that borrower's own loan money if it carries any (the largest);
+    the money of any other borrower's loan it carries adds an `onward` event of
+    that borrower, so a repayment paid with money traced to someone else's loan
+    is still the payer's repayment."""
     items: list[View] = []
     for view in batch.items:
         if type(view) is not TxView:
@@ -252,9 +256,8 @@ def trace_batch(batch: Batch[View], tracer: Tracer, ref: Reference) -> Batch[Vie
             items.append(view)
             continue
         own = [t for t in traces if t.borrower_id == view.borrower.id]
-        main = max(own or traces, key=lambda t: t.amount)
-        items.append(retarget(view, main, ref))
-        items.extend(retarget(view, t, ref) for t in traces if t is not main and t.borrower_id != main.borrower_id)
+        items.append(retarget(view, max(own, key=lambda t: t.amount), ref) if own else view)
+        items.extend(retarget(view, t, ref) for t in traces if t.borrower_id != view.borrower.id)
     if items:
         tracer.expire_before(items[-1].ts)
     batch.items = items

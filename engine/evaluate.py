@@ -1,15 +1,21 @@
 """Precision and recall of alerts against the simulator's (or an analyst's) labels.
 
 An alert counts for a pattern when its rule is tagged `pattern.<name>`. It is a
-true positive when it matches a label of that pattern:
-- one of its evidence events is one of the label's events, or
-- for findings about an absence or a trend, whose evidence is not the label's
-  events (the last repayment before the missed one, the last time an executive
-  was seen), when it is about the same borrower and its event time falls
-  between a day before the label's first event and `LATE` after it. (Not the
-  same loan: a sensor finding names the loan pledged at the site, a label may
-  name another loan of the borrower.)
-A label is found when any alert of its pattern matches it.
+true positive when it matches a label of that pattern through the label's own
+events: one of its evidence events (the payments, readings, relations or
+parties it names) is one of the label's. Being about the same borrower at
+about the same time is not enough: a borrower with a real case and a false
+alarm of the same pattern gets one true and one false alert.
+
+Absence patterns (`TIME_MATCHED`) are the one exception, because what they
+report did not happen: their evidence is the last event before the gap, which
+the label names when there is one. For them an alert also matches a label of
+the same loan (or borrower, when the label names no loan) whose
+first_event_time is at most a day after the alert and at most `LATE` before it.
+
+A label is found when any alert of its pattern matches it. Precision and recall
+carry Wilson score intervals at 95%: with 20 labels, 20 found still leaves the
+true recall anywhere from 0.84 up.
 """
 
 from __future__ import annotations
@@ -22,6 +28,18 @@ from datetime import datetime, timedelta
 from engine.records import Label
 
 LATE = timedelta(days=30)
+TIME_MATCHED = frozenset({"idle_funds", "missed_repayment", "sensor_silent"})
+Z95 = 1.959964
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a proportion; (0, 1) when there were no trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z / (1 + z * z / trials) * ((p * (1 - p) / trials + z * z / (4 * trials * trials)) ** 0.5)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)
@@ -41,6 +59,14 @@ class Score:
     def precision(self) -> float:
         return self.true_alerts / self.alerts if self.alerts else 0.0
 
+    @property
+    def recall_interval(self) -> tuple[float, float]:
+        return wilson(self.found, self.labels)
+
+    @property
+    def precision_interval(self) -> tuple[float, float]:
+        return wilson(self.true_alerts, self.alerts)
+
 
 @dataclass(frozen=True)
 class Scored:
@@ -57,18 +83,21 @@ def score(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]], 
     """A Score per pattern the rules cover, plus one per hop count where labels differ in hops."""
     covered = sorted({p for patterns in rule_patterns.values() for p in patterns})
     by_event: dict[tuple[str, str], set[int]] = defaultdict(set)  # (pattern, event) -> label indexes
-    by_borrower: dict[tuple[str, str], list[int]] = defaultdict(list)  # (pattern, borrower) -> label indexes
+    by_entity: dict[tuple[str, str], list[int]] = defaultdict(list)  # (absence pattern, loan or borrower) -> labels
     for i, label in enumerate(labels):
-        by_borrower[(label.pattern, label.borrower_id)].append(i)
+        if label.pattern in TIME_MATCHED:
+            by_entity[(label.pattern, label.loan_id or label.borrower_id)].append(i)
         for event in label.event_ids:
             by_event[(label.pattern, event)].add(i)
 
     def matches(alert: Scored, pattern: str) -> set[int]:
         hit = set().union(*(by_event.get((pattern, e), set()) for e in alert.event_ids))
-        for i in by_borrower.get((pattern, alert.borrower_id), ()):
-            start = labels[i].first_event_time
-            if start - timedelta(days=1) <= alert.event_time <= start + LATE:
-                hit.add(i)
+        if pattern in TIME_MATCHED:
+            for entity in {alert.loan_id, alert.borrower_id} - {None}:
+                for i in by_entity.get((pattern, entity), ()):
+                    start = labels[i].first_event_time
+                    if start - timedelta(days=1) <= alert.event_time <= start + LATE:
+                        hit.add(i)
         return hit
 
     alert_count: dict[str, int] = defaultdict(int)

@@ -470,12 +470,15 @@ class IdentityIndex:
             if not holders:
                 del self._holders[key]
 
-    def shared_with(self, party_id: str) -> list[tuple[str, str, str]]:
+    def shared_with(self, party_id: str, max_holders: int | None = None) -> list[tuple[str, str, str]]:
         """(other party id, kind, this party's value) for every other party sharing an
-        identifier with this one, in identifier order, then in indexing order."""
+        identifier with this one, in identifier order, then in indexing order;
+        identifiers held by more than `max_holders` parties are left out."""
         out = []
         for key in self._of.get(party_id, ()):
             holders = self._holders[key]
+            if max_holders is not None and len(holders) > max_holders:
+                continue
             raw = holders[party_id]
             others = (p for p in holders if p != party_id)
             if len(holders) - 1 > self.max_group:

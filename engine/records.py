@@ -24,7 +24,7 @@ Currency = Annotated[str, Meta(pattern="^[A-Z]{3}$")]
 SECTORS = (
     "manufacturing", "wholesale", "retail", "construction", "logistics",
     "agriculture", "food", "it_services", "utilities", "household",
-    "banking", "real_estate", "securities", "futures", "crypto",
+    "banking", "guarantee", "government", "real_estate", "securities", "futures", "crypto",
     "lending", "gambling",
 )
 
@@ -39,7 +39,9 @@ RelationKind = Literal[
 # disbursement and repayment are book entries of the loan ledger; the rest are
 # payment channels as the payment system reports them.
 Channel = Literal["transfer", "cash", "card", "bill", "disbursement", "repayment"]
-SensorKind = Literal["headcount", "inventory", "electricity_kwh", "executive_presence"]
+# heartbeat: the site gateway's "I am online", through which the other sensors report
+SensorKind = Literal["headcount", "inventory", "electricity_kwh", "executive_presence", "heartbeat"]
+Repayment = Literal["monthly", "quarterly_interest", "bullet"]
 Level = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["new", "acknowledged", "investigating", "confirmed", "dismissed", "closed"]
 
@@ -88,6 +90,12 @@ class Loan(Record, kw_only=True):
     maturity: date
     purpose: Purpose
     contracted_payees: list[str] = []  # party ids for entrusted payment
+    # entrusted payment (受托支付): the bank pays the contracted payees; else self-payment
+    # (自主支付): the borrower draws the money to its own account and pays from there
+    entrusted_payment: bool = True
+    # monthly: an instalment or the interest every month; quarterly_interest: interest every
+    # quarter, principal at maturity; bullet: everything at maturity
+    repayment: Repayment = "monthly"
     collateral: list[Collateral] = []
     guarantors: list[str] = []
     risk_class: RiskClass = "normal"
@@ -128,6 +136,7 @@ class SensorReading(Record, kw_only=True):
     kind: SensorKind
     value: Annotated[float, Meta(ge=0)]
     unit: str
+    gateway_id: str | None = None  # the site gateway the reading came through
 
 
 # --- outputs --------------------------------------------------------------

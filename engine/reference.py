@@ -80,13 +80,19 @@ class Reference:
     def is_borrower(self, party_id: str) -> bool:
         return party_id in self.loans_by_borrower
 
-    def hidden_relations(self, party_id: str) -> list[tuple[str, str, str]]:
+    def hidden_relations(self, party_id: str, max_holders: int | None = None) -> list[tuple[str, str, str]]:
         """Borrowers sharing a legal representative, address or phone with this
-        borrower that were not declared as related: (other, what, value)."""
+        borrower that were not declared as related: (other, what, value).
+
+        Declared means related directly or through one declared party (two firms
+        controlled by one family head, two firms of one holding). An identifier
+        held by more than `max_holders` parties (a business centre's address, a
+        registration agent's phone) is not taken as a link."""
         if not self.is_borrower(party_id):
             return []
-        declared = self.related.get(party_id, set())
+        near = self.related.get(party_id, set())
+        declared = near.union(*(self.related.get(p, ()) for p in near))
         return [
-            (other, what, value) for other, what, value in self.identities.shared_with(party_id)
+            (other, what, value) for other, what, value in self.identities.shared_with(party_id, max_holders)
             if other != party_id and self.is_borrower(other) and other not in declared
         ]

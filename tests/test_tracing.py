@@ -1,16 +1,24 @@
-"""Fund tracing on hand-built cases: the route on the alert, the hop and age
-bounds, and the mixing rule (loan money first, oldest first)."""
+"""Fund tracing on hand-built cases: proportional attribution with exact numbers,
+the opening-balance rule, the bounds, a payment that stays its payer's event,
+and through the whole flow: a busy supplier's rent and purchases raise nothing
+while a real conduit still fires, with the route on the alert."""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import math
+from datetime import date, timedelta
+
+import pytest
 
 from connectors.alert_store import AlertStore
 from connectors.files import FileSource, stream_files
 from dataflows import app
+from engine.batch import Batch
+from engine.context import enrich, trace_batch
+from engine.records import Account, Loan, Party
 from engine.reference import Reference
-from engine.tracing import Tracer
+from engine.tracing import Bounds, Tracer
 from tests import tinybank
 from tests.tinybank import T0, tx
 
@@ -26,60 +34,85 @@ def follow(tracer: Tracer, ref: Reference, t):
                          ref.party_of(t.from_account).id, ref.party_of(t.to_account).id, ref)
 
 
-def test_loan_money_is_spent_first_and_oldest_first():
+def own_estimate(received: float, age_days: float, watched_days: float) -> float:
+    """The documented own-money rule: decayed takings, scaled up to a month in the first month."""
+    decayed = received * math.exp(-age_days / 30)
+    return decayed / -math.expm1(-max(watched_days, 7) / 30)
+
+
+def test_a_payment_carries_loan_money_in_proportion_to_the_holdings():
+    ref, tracer = reference(), Tracer()
+    follow(tracer, ref, tx("own", -30, "A-N1", "A-S1", 300_000))  # S1's own business, a month ago
+    follow(tracer, ref, tx("a", 0, "D1", "A-S1", 100_000))  # loan money
+    own = own_estimate(300_000, 30, 30)  # 300,000 a month ago is about 174,500 now
+    assert tracer.own_money("A-S1", T0) == pytest.approx(own)
+    (trace,) = follow(tracer, ref, tx("b", 0, "A-S1", "A-S2", 80_000))
+    share = 100_000 / (100_000 + own)
+    assert trace.amount == pytest.approx(80_000 * share) and trace.share == pytest.approx(share) and trace.hops == 1
+    assert tracer.loan_money("A-S1") == pytest.approx(100_000 * (1 - 80_000 / (100_000 + own)))
+    # the payee holds the loan money as L1's and the rest as its own receipt
+    assert tracer.loan_money("A-S2") == pytest.approx(80_000 * share)
+    assert tracer.own["A-S2"][0] == pytest.approx(80_000 * (1 - share))
+
+
+def test_a_busy_account_holds_about_a_month_of_its_takings():
+    ref, tracer = reference(), Tracer()
+    for day in range(-90, 0):
+        follow(tracer, ref, tx(f"sale{day}", day, "A-N1", "A-S1", 100_000))  # 100,000 a day for 90 days
+    assert tracer.own_money("A-S1", T0) == pytest.approx(30 * 100_000, rel=0.03)
+
+
+def test_loan_money_of_several_loans_is_split_by_their_amounts():
     ref, tracer = reference(), Tracer()
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
-    # S1 pays 500,000: 300,000 of it is taken to be loan money, the rest its own
-    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-N1", 500_000))
-    assert trace.amount == 300_000 and trace.share == 0.6 and trace.hops == 1
-    # nothing of the loan is left with S1
-    assert follow(tracer, ref, tx("c", 3, "A-S1", "A-BAD", 100_000)) == []
-    # N1 spends part of what it got; the remainder stays attributed
-    (trace,) = follow(tracer, ref, tx("d", 4, "A-N1", "A-SEC", 100_000))
-    assert trace.amount == 100_000 and trace.share == 1.0 and trace.hops == 2
-    (trace,) = follow(tracer, ref, tx("e", 5, "A-N1", "A-SEC", 500_000))
-    assert trace.amount == 200_000
+    tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 100_000, 1, T0, ()))
+    traces = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 200_000))  # half of the loan money S1 holds
+    assert sorted((t.loan_id, round(t.amount)) for t in traces) == [("L1", 150_000), ("L9", 50_000)]
 
 
-def test_a_conduit_passes_on_the_receipt_its_payment_matches():
+def test_an_account_first_seen_paying_more_than_it_holds_had_own_money_before():
     ref, tracer = reference(), Tracer()
-    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
-    tracer.parts["A-S1"].insert(0, tracer.parts["A-S1"][0].__class__("L9", "N1", 2_000_000, 1, T0, ()))
-    # 280,000 out: it matches B1's 300,000 receipt, not the other loan's 2,000,000
-    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 280_000))
-    assert trace.loan_id == "L1" and trace.amount == 280_000
+    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 100_000))
+    # 150,000 out of 100,000 known: the 50,000 more were S1's own, so the payment carries all the loan money
+    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 150_000))
+    assert trace.amount == pytest.approx(100_000) and trace.share == pytest.approx(2 / 3)
+    assert tracer.loan_money("A-S1") == 0 and "A-S1" not in tracer.parts
 
 
-def test_when_several_receipts_fit_the_payment_each_gives_its_share():
-    ref, tracer = reference(), Tracer()
-    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
-    tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 300_000, 1, T0, ()))
-    traces = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 280_000))
-    assert sorted((t.loan_id, t.amount) for t in traces) == [("L1", 140_000), ("L9", 140_000)]
-
-
-def test_money_going_back_to_the_borrower_is_taken_to_be_its_own_loan_money():
-    ref, tracer = reference(), Tracer()
-    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 300_000))
-    tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 250_000, 1, T0, ()))
-    (trace,) = follow(tracer, ref, tx("b", 2, "A-S1", "A-F1", 250_000))  # F1 is B1's family
-    assert trace.loan_id == "L1" and trace.returned
+def test_loan_money_below_the_minimum_is_not_followed_and_becomes_the_payees_own():
+    ref, tracer = reference(), Tracer(Bounds(min_amount=20_000))
+    follow(tracer, ref, tx("own", -30, "A-N1", "A-S1", 5_000_000))
+    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 600_000))
+    assert follow(tracer, ref, tx("rent", 2, "A-S1", "A-BAD", 80_000)) == []  # about 14,900 of loan money
+    assert tracer.loan_money("A-BAD") == 0 and tracer.own["A-BAD"][0] == pytest.approx(80_000)
 
 
 def test_hop_bound_stops_the_trace():
-    ref, tracer = reference(), Tracer(max_hops=2)
+    ref, tracer = reference(), Tracer(Bounds(max_hops=2))
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 100_000))
     assert follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 100_000))[0].hops == 1
     assert follow(tracer, ref, tx("c", 3, "A-S2", "A-N1", 100_000))[0].hops == 2
     assert follow(tracer, ref, tx("d", 4, "A-N1", "A-SEC", 100_000)) == []  # a third intermediary: untraced
+    assert "A-N1" not in tracer.parts and tracer.own["A-N1"][0] == pytest.approx(100_000)  # N1's own from then on
 
 
-def test_age_bound_expires_attribution():
-    ref, tracer = reference(), Tracer(max_age=timedelta(days=30))
+def test_age_bound_expires_attribution_into_own_money():
+    ref, tracer = reference(), Tracer(Bounds(max_age=timedelta(days=30)))
     follow(tracer, ref, tx("a", 1, "D1", "A-S1", 100_000))
     assert follow(tracer, ref, tx("b", 31, "A-S1", "A-BAD", 50_000)) == []
     tracer.expire_before(T0 + timedelta(days=40))
-    assert tracer.parts == {}
+    assert tracer.parts == {} and tracer.own["A-S1"][0] == pytest.approx(100_000)  # counted as its own takings
+    tracer.expire_before(T0 + timedelta(days=80))  # quiet for longer than max_age: forgotten
+    assert "A-S1" not in tracer.own
+
+
+def test_attributions_per_account_are_bounded_oldest_first():
+    ref, tracer = reference(), Tracer(Bounds(max_parts=2))
+    for i in range(3):
+        follow(tracer, ref, tx(f"a{i}", 1 + i, "D1", "A-S1", 100_000 * (i + 1)))
+    # three receipts, two kept: the oldest (100,000) became S1's own money
+    assert [p.amount for p in tracer.parts["A-S1"]] == [200_000, 300_000]
+    assert tracer.own["A-S1"][0] == pytest.approx(100_000)
 
 
 def test_own_accounts_add_no_hop_and_payments_to_the_bank_end_the_trace():
@@ -88,19 +121,78 @@ def test_own_accounts_add_no_hop_and_payments_to_the_bank_end_the_trace():
     (trace,) = follow(tracer, ref, tx("b", 2, "A-B1", "A-SEC", 60_000))
     assert trace.hops == 0 and not trace.returned
     follow(tracer, ref, tx("c", 3, "A-B1", "CASH", 40_000, "cash"))
-    assert "CASH" not in tracer.parts
+    assert "CASH" not in tracer.parts and "CASH" not in tracer.own
+
+
+def test_a_repayment_paid_with_another_borrowers_loan_money_stays_the_payers():
+    ref = reference()
+    ref.add_all([
+        Party(id="B2", kind="firm", name="name of B2", sector="retail", region="SH", registered_on=date(2015, 1, 1)),
+        Account(id="A-B2", party_id="B2", kind="settlement", opened_on=date(2020, 1, 1)),
+        Account(id="D2", party_id="B2", kind="disbursement", opened_on=date(2026, 1, 1)),
+        Loan(id="L2", borrower_id="B2", disbursement_account="D2", principal=500_000, disbursed_at=T0,
+             maturity=date(2027, 1, 5), purpose="working_capital"),
+    ])
+    tracer = Tracer()
+    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 600_000))
+    follow(tracer, ref, tx("b", 2, "A-S1", "A-B2", 500_000))  # S1 buys from B2 with L1's money
+    repayment = tx("r", 3, "A-B2", "LEDGER", 20_000, "repayment", loan_id="L2")
+    views = trace_batch(Batch([enrich(repayment, ref)]), tracer, ref).items
+    by_direction = {v.direction: v for v in views}
+    assert set(by_direction) == {"out", "onward"}
+    own = by_direction["out"]
+    assert own.borrower.id == "B2" and own.loan.id == "L2" and own.trace is None
+    onward = by_direction["onward"]
+    assert onward.borrower.id == "B1" and onward.trace.loan_id == "L1" and onward.trace.amount == pytest.approx(20_000)
+
+
+def _replay(tmp_path, txs):
+    data = tinybank.write(tmp_path / "data", txs)
+    db = tmp_path / "a.duckdb"
+    app.run_flow(FileSource(stream_files(data)), data, db)
+    store = AlertStore(db, read_only=True)
+    try:
+        return store.alerts()
+    finally:
+        store.close()
+
+
+DISBURSE = tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1")
+
+
+def test_a_busy_supplier_paying_rent_and_buying_from_the_borrower_raises_nothing(tmp_path):
+    alerts = _replay(tmp_path, [
+        DISBURSE,
+        *[tx(f"sale{d}", d - 30, "A-N1", "A-S1", 150_000) for d in range(30)],  # S1 has a business of its own
+        tx("t1", 1, "D1", "A-S1", 600_000),  # the contracted payee is paid
+        tx("rent", 2, "A-S1", "A-BAD", 80_000),  # S1's rent to its landlord (real estate)
+        tx("goods", 3, "A-S1", "A-B1", 300_000),  # S1 buys goods from the borrower
+    ])
+    assert [a["rule_id"] for a in alerts if a["rule_id"] in ("PV-002", "RT-001")] == []
+
+
+def test_a_real_conduit_still_fires(tmp_path):
+    alerts = _replay(tmp_path, [
+        DISBURSE,
+        tx("own", -20, "A-N1", "A-S1", 20_000),  # a little money of its own
+        tx("t1", 1, "D1", "A-S1", 600_000),
+        tx("t2", 2, "A-S1", "A-SEC", 550_000),  # most of it forwarded to a broker the next day
+    ])
+    (alert,) = [a for a in alerts if a["rule_id"] == "PV-002"]
+    evidence = json.loads(alert["evidence"])
+    assert evidence["event_ids"] == ["t1", "t2"]
+    share = 600_000 / (600_000 + own_estimate(20_000, 22, 22))
+    assert evidence["values"]["trace.amount"] == pytest.approx(550_000 * share, abs=0.01)
 
 
 def test_alert_carries_the_route_with_amounts_and_times(tmp_path):
-    txs = [
-        tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L1"),
+    alerts = _replay(tmp_path, [
+        DISBURSE,
         tx("t1", 1, "D1", "A-S1", 600_000),
         tx("t2", 2, "A-S1", "A-N1", 580_000),
         tx("t3", 3, "A-N1", "A-F1", 500_000),  # back to the borrower's family: a round trip
-    ]
-    data = tinybank.write(tmp_path / "data", txs)
-    app.run_flow(FileSource(stream_files(data)), data, tmp_path / "a.duckdb")
-    (alert,) = AlertStore(tmp_path / "a.duckdb", read_only=True).alerts(rule="RT-001")
+    ])
+    (alert,) = [a for a in alerts if a["rule_id"] == "RT-001"]
     evidence = json.loads(alert["evidence"])
     assert evidence["event_ids"] == ["t1", "t2", "t3"]
     assert [line.split(" at ")[0] for line in evidence["path"]] == [

@@ -4,15 +4,17 @@
     summary = simulate(seed=7, borrowers=2000, days=90, out=Path("data/sim"))
 
 writes parties, accounts, loans, relations, transactions, sensors and labels
-as Parquet (columns = the fields of the engine.records Structs) plus
+as Parquet (README.md in this folder describes the bank: who is in it, what
+normal business looks like and at what rates, and the injected cases) (columns = the fields of the engine.records Structs) plus
 manifest.json.  Same arguments, same bytes: all randomness comes from
 `numpy.random.Generator(PCG64)` streams spawned from the seed, one per
 component, so a change in one component does not reshuffle the others.
 
 Pipeline (each step in its own module):
-  reference.build_world   the normal bank: parties, accounts, loans, relations, sites
+  calendar / horizon      days, public holidays, local time
+  reference.build_world   the normal bank: parties, accounts, loans, relations, sites, business intensity
   cases.plan              who gets which injected case; flags normal traffic obeys
-  normal.*                disbursements, entrusted payments, business, repayments
+  normal.*                disbursements, loan use, repayments, the borrowers' and counterparties' business
   fund_cases / sensor_cases / network_cases   the injected events and their labels
   writer                  ids, typed frames, Parquet, manifest
 """
@@ -52,8 +54,8 @@ def simulate_frames(seed: int, borrowers: int, days: int, start: date = date(202
     """All seven tables as DataFrames, without writing anything."""
     if days < MIN_DAYS or borrowers < 1:
         raise ValueError(f"need days >= {MIN_DAYS} and borrowers >= 1 (got days={days}, borrowers={borrowers})")
-    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(9)]
-    r_world, r_plan, r_funds, r_use, r_bus, r_bg, r_sensors, r_scases, r_ids = streams
+    streams = [np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(10)]
+    r_world, r_plan, r_funds, r_use, r_bus, r_cps, r_sensors, r_scases, r_ids, r_repay = streams
     h = Horizon(start, days)
     w = build_world(r_world, borrowers, h)
     plan = cases.plan(w, r_plan)
@@ -61,10 +63,10 @@ def simulate_frames(seed: int, borrowers: int, days: int, start: date = date(202
     disb = normal.disbursements(w, buf)
     labels, spent, first_of = fund_cases.emit(w, r_funds, plan, buf, disb)
     normal.loan_use(w, r_use, buf, spent)
-    rep = normal.repayments(w, buf, w.repay_skip)
-    labels += cases.missed_labels(w, plan, rep)
+    rep = normal.repayments(w, r_repay, buf, w.repay_skip)
+    labels += cases.missed_labels(w, plan, rep, disb)
     normal.business(w, r_bus, buf)
-    normal.background(w, r_bg, buf)
+    normal.counterparties(w, r_cps, buf)
     grid = SensorGrid(w, r_sensors)
     labels += sensor_cases.apply(w, r_scases, plan, grid)
     labels += network_cases.labels(w, plan, first_of)

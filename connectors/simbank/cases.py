@@ -81,16 +81,19 @@ def _prepare(w: World, rng, c: Case) -> None:
     loan = c.loan
     if c.pattern in ("splitting", "fan_out", "pass_through") and L["principal"][loan] < 2e6:
         L["principal"][loan] = float(round(rng.uniform(2e6, 6e6), -4))  # room for 5-12 x 49,999 < 30%
-    if c.pattern in ("pass_through", "round_trip"):
-        # loan money lands in (or returns to) the settlement account here; its own payments to
-        # prohibited sectors (rent to a property company, futures margin) would then be traced as
-        # an unlabelled loan-funded purpose violation, so these borrowers make none
-        w.landlord[c.b] = w.futures[c.b] = w.lender[c.b] = -1
+    if c.pattern in ("purpose_violation", "round_trip") and c.hops:
+        c.p["fronts"] = [w.front_company(c.b) for _ in range(c.hops)]
+        if L["entrusted"][loan]:  # the contract names the front as a payee; normal use pays the others
+            L["payees"][loan] = [*L["payees"][loan], c.p["fronts"][0]]
+            w.fronts.add(c.p["fronts"][0])
+    if c.pattern == "entrusted_payment_mismatch":
+        L["entrusted"][loan] = True
     if c.pattern == "cash_out" and L["principal"][loan] < 1e6:
         L["principal"][loan] = float(round(rng.uniform(1e6, 3e6), -4))
     if c.pattern == "idle_funds":
         L["use"][loan] = "none"
-        L["day"][loan] = h.disbursement_day(int(rng.integers(3, max(4, min(D // 3, D - 50) + 1))))
+        wait = 65 if L["purpose"][loan] == "fixed_asset" else 35  # the idle-funds rules' 60 and 30 days
+        L["day"][loan] = h.disbursement_day(int(rng.integers(3, max(4, min(D // 3, D - wait - 15) + 1))))
     elif c.pattern == "loan_refinancing":
         day_a = int(rng.integers(3, max(4, D // 3 - 11)))
         L["day"][loan] = h.disbursement_day(day_a)
@@ -103,10 +106,11 @@ def _prepare(w: World, rng, c: Case) -> None:
             w.guarantee(int(w.owner[c.b]), new)
         c.p["new_loan"] = new
     elif c.pattern == "missed_repayment":
-        # two instalments due at least a week before the end, so the gap can be seen; every third
-        # case misses the very first one (its label has no repayment to point at)
+        L["repay"][loan] = "monthly"  # a quarterly or bullet loan has too few due dates in the horizon to miss one
+        # two instalments due at least two weeks before the end, so the gap can be seen (MR-001 waits
+        # 40 days from the last payment); every third case misses the very first one
         for _ in range(200):
-            due = [d for d in w.due_days(loan) if d <= D - 8]
+            due = [d for d in w.due_days(loan) if d <= D - 14]
             if len(due) >= 2:
                 break
             L["day"][loan] = h.disbursement_day(int(rng.integers(3, D // 3 + 1)))
@@ -126,13 +130,14 @@ def _prepare(w: World, rng, c: Case) -> None:
             w.active[c.b, start: start + length] = False
 
 
-def missed_labels(w: World, cases: list[Case], rep_keys: dict[int, list[int]]) -> list[LabelRow]:
+def missed_labels(w: World, cases: list[Case], rep_keys: dict[int, list[int]], disb_keys) -> list[LabelRow]:
+    """A missed repayment's event is the last one paid before it, or the disbursement when the first is missed."""
     out = []
     for c in cases:
         if c.pattern != "missed_repayment":
             continue
         skip, due = c.p["skip"], w.due_days(c.loan)
-        last_paid = [rep_keys[c.loan][skip - 1]] if skip else []
+        last = rep_keys[c.loan][skip - 1] if skip else int(disb_keys[c.loan])
         out.append(LabelRow("missed_repayment", w.borrower[c.b], c.loan,
-                            w.h.ts(due[skip], w.loans["repay_sec"][c.loan]), "tx", last_paid))
+                            w.h.ts(due[skip], w.loans["repay_sec"][c.loan]), "tx", [last]))
     return out

@@ -21,6 +21,7 @@ MEMOS = (
     "telecom fee", "loan interest", "loan instalment", "loan service fee", "cash withdrawal",
     "margin deposit", "securities transfer", "household transfer", "loan repayment",
     "project payment", "service fee", "equipment payment", "consulting fee", "wallet top-up",
+    "transfer to own account", "tax payment", "dividend", "year-end bonus", "property purchase",
 )
 MEMO = {m: i for i, m in enumerate(MEMOS)}
 BUSINESS_MEMOS = ("goods payment", "project payment", "service fee", "consulting fee")

@@ -6,10 +6,15 @@ the 50,000 reporting threshold; fan-out moves 60%+ to 8+ new counterparties in
 one day.  Payments out of a disbursement account carry the loan id, as the
 ledger knows it; payments further down a chain do not (tracing must find them).
 
-A case that genuinely shows a second pattern gets a second label: a direct
-payment from the disbursement account to anyone but a contracted payee (or the
-bank itself: fees, cash, refinancing repayments) is also an
-entrusted-payment mismatch.
+A case that genuinely shows a second pattern gets a second label: on a loan
+under entrusted payment, a direct payment from the disbursement account to
+anyone but a contracted payee (or the bank itself: fees, cash, refinancing
+repayments) is also an entrusted-payment mismatch.
+
+Purpose violations through intermediaries and round trips go through front
+companies (World.front_company): firms registered shortly before, with a
+trickle of business of their own (`front_business`), named as the contracted
+payee of an entrusted loan or paid from the borrower's own account.
 """
 
 from __future__ import annotations
@@ -76,6 +81,26 @@ class FundCases:
 
     # --- cases -----------------------------------------------------------------
 
+    def entrusted(self, c: Case) -> bool:
+        return bool(self.w.loans["entrusted"][c.loan])
+
+    def mismatch(self, c: Case, first: int, keys: list[int]) -> list[LabelRow]:
+        """Loan money paid straight to anyone but a contracted payee breaks entrusted payment (only there)."""
+        return [self.label("entrusted_payment_mismatch", c, first, keys)] if self.entrusted(c) else []
+
+    def to_front(self, c: Case, d: int, amount: float) -> tuple[list[int], int]:
+        """Loan money reaches the case's front company: the bank pays it as a contracted payee (entrusted
+        payment), or the borrower draws the money to its own account and pays it from there the same or
+        the next day (self-payment). Returns the payments' keys and the day the front has the money."""
+        front = c.p["fronts"][0]
+        if self.entrusted(c):
+            return [self.pay(d, self.hours(), self.disb_acc(c), self.acc(front), amount, c, memo="goods payment")[0]], d
+        settle = self.acc(self.w.borrower[c.b])
+        k1 = self.pay(d, self.hours(), self.disb_acc(c), settle, amount * self.rng.uniform(1.0, 1.1), c,
+                      memo="transfer to own account")[0]
+        d2 = self.later(d, 0, 1)
+        return [k1, self.pay(d2, self.hours(), settle, self.acc(front), amount, c, memo="goods payment")[0]], d2
+
     def purpose_violation(self, c: Case) -> list[LabelRow]:
         w, rng = self.w, self.rng
         sectors = PROHIBITED_FOR.get(w.loans["purpose"][c.loan], DEFAULT_PROHIBITED)
@@ -84,21 +109,19 @@ class FundCases:
         if c.hops == 0:
             a = rng.uniform(0.05, 0.28) * self.P(c)
             k, ts = self.pay(d, self.hours(), self.disb_acc(c), self.acc(target), a, c)
-            return [self.label("purpose_violation", c, ts, [k]),
-                    self.label("entrusted_payment_mismatch", c, ts, [k])]
-        # via the contracted payee (looks legitimate), which forwards most of it within 1-3 days
-        payee = int(rng.choice(w.loans["payees"][c.loan]))
+            return [self.label("purpose_violation", c, ts, [k])] + self.mismatch(c, ts, [k])
+        # via a front company (in the contract, or paid from the borrower's account), which forwards most
+        # of it within 1-3 days, through a second front for two intermediaries
         a = rng.uniform(0.10, 0.28) * self.P(c)
-        keys = [self.pay(d, self.hours(), self.disb_acc(c), self.acc(payee), a, c, memo="goods payment")[0]]
-        src = payee
+        keys, d = self.to_front(c, d, a)
+        fronts = c.p["fronts"]
         for hop in range(c.hops):
             last = hop == c.hops - 1
-            dst = target if last else self.traders(1)[0]
+            dst = target if last else fronts[hop + 1]
             a *= rng.uniform(0.70, 0.95) if last else rng.uniform(0.85, 0.98)
             d = self.later(d, 1, 3)
-            k, ts = self.pay(d, self.hours(), self.acc(src), self.acc(dst), a, c)
+            k, ts = self.pay(d, self.hours(), self.acc(fronts[hop]), self.acc(dst), a, c)
             keys.append(k)
-            src = dst
         return [self.label("purpose_violation", c, ts, keys, c.hops)]
 
     def entrusted_payment_mismatch(self, c: Case) -> list[LabelRow]:
@@ -113,21 +136,19 @@ class FundCases:
         return [self.label("entrusted_payment_mismatch", c, ts, [k])]
 
     def round_trip(self, c: Case) -> list[LabelRow]:
-        """Disbursement -> contracted payee (-> one more intermediary) -> borrower or its owner, 80-95%."""
+        """Loan money to a front company (-> a second front) -> back to the borrower or its owner, 80-95%."""
         w, rng = self.w, self.rng
-        payee = int(rng.choice(w.loans["payees"][c.loan]))
         back = int(w.borrower[c.b] if rng.random() < 0.5 else w.owner[c.b])  # owner: declared ownership
         a = rng.uniform(0.10, 0.28) * self.P(c)
-        d = self.day0(c)
-        keys = [self.pay(d, self.hours(), self.disb_acc(c), self.acc(payee), a, c, memo="goods payment")[0]]
-        ret = a * rng.uniform(0.80, 0.95)
+        keys, d = self.to_front(c, self.day0(c), a)
+        fronts = c.p["fronts"]
+        ret, src = a * rng.uniform(0.80, 0.95), fronts[0]
         if c.hops == 2:
-            x = self.traders(1)[0]
             d = self.later(d, 1, 2)
-            keys.append(self.pay(d, self.hours(), self.acc(payee), self.acc(x), a * rng.uniform(0.96, 0.99), c)[0])
-            payee = x
+            keys.append(self.pay(d, self.hours(), self.acc(src), self.acc(fronts[1]), a * rng.uniform(0.96, 0.99), c)[0])
+            src = fronts[1]
         d = self.later(d, 1, 3 if c.hops == 1 else 2)
-        k, ts = self.pay(d, self.hours(), self.acc(payee), self.acc(back), ret, c)
+        k, ts = self.pay(d, self.hours(), self.acc(src), self.acc(back), ret, c)
         return [self.label("round_trip", c, ts, keys + [k], c.hops)]
 
     def splitting(self, c: Case) -> list[LabelRow]:
@@ -142,7 +163,7 @@ class FundCases:
             keys.append(k)
             times.append(ts)
             sec += rng.uniform(5, 40) * 60
-        return [self.label("splitting", c, times[4], keys), self.label("entrusted_payment_mismatch", c, times[0], keys)]
+        return [self.label("splitting", c, times[4], keys)] + self.mismatch(c, times[0], keys)
 
     def fan_out(self, c: Case) -> list[LabelRow]:
         """60-85% of the principal to 8-14 never-seen counterparties within one business day, each < 28%."""
@@ -162,7 +183,7 @@ class FundCases:
             if first is None and i + 1 >= 8 and cum >= 0.6 * P:
                 first = ts
             sec += rng.uniform(10, 50) * 60
-        return [self.label("fan_out", c, first, keys), self.label("entrusted_payment_mismatch", c, times[0], keys)]
+        return [self.label("fan_out", c, first, keys)] + self.mismatch(c, times[0], keys)
 
     def pass_through(self, c: Case) -> list[LabelRow]:
         """Disbursement -> own settlement account -> 90-99% out to a new party within 2 hours."""
@@ -170,15 +191,15 @@ class FundCases:
         a = rng.uniform(0.15, 0.28) * self.P(c)
         d, sec = self.day0(c), rng.uniform(9, 15) * 3600
         settle = self.acc(self.w.borrower[c.b])
-        k1, t1 = self.pay(d, sec, self.disb_acc(c), settle, a, c)
+        k1, t1 = self.pay(d, sec, self.disb_acc(c), settle, a, c, memo="transfer to own account")
         k2, t2 = self.pay(d, sec + rng.uniform(10, 110) * 60, settle, self.acc(self.traders(1)[0]),
                           a * rng.uniform(0.90, 0.99), c)
-        return [self.label("pass_through", c, t2, [k1, k2]), self.label("entrusted_payment_mismatch", c, t1, [k1])]
+        return [self.label("pass_through", c, t2, [k1, k2])] + self.mismatch(c, t1, [k1])
 
     def large_outflow(self, c: Case) -> list[LabelRow]:
         k, ts = self.pay(self.day0(c), self.hours(), self.disb_acc(c), self.acc(self.traders(1)[0]),
                          self.rng.uniform(0.35, 0.80) * self.P(c), c)
-        return [self.label("large_outflow", c, ts, [k]), self.label("entrusted_payment_mismatch", c, ts, [k])]
+        return [self.label("large_outflow", c, ts, [k])] + self.mismatch(c, ts, [k])
 
     def cash_out(self, c: Case) -> list[LabelRow]:
         """1-3 cash withdrawals of 50,000-200,000 (each < 28% of the principal) on consecutive working days."""
@@ -211,6 +232,19 @@ class FundCases:
         return [LabelRow("loan_refinancing", w.borrower[c.b], new, ts, "tx", [int(self.disb[new]), k])]
 
 
+def front_business(w: World, rng: np.random.Generator, buf: TxBuffer, front: int) -> None:
+    """A front company's own trickle: a receipt from the market about every seven working days
+    and a payment to it about every ten, of 8,000 or so (lognormal, sigma 0.5)."""
+    h, acc, market = w.h, w.acc_of, w.pools["market"]
+    for days, outgoing in ((np.nonzero(rng.random(h.days) < h.workday / 7)[0], False),
+                           (np.nonzero(rng.random(h.days) < h.workday / 10)[0], True)):
+        for d in days:
+            other = acc[int(rng.choice(market))]
+            src, dst = (acc[front], other) if outgoing else (other, acc[front])
+            buf.add(h.ts(int(d), office_hours(rng, 1)[0]), src, dst, 8_000 * np.exp(0.5 * rng.standard_normal()),
+                    "transfer", "goods payment")
+
+
 def emit(w: World, rng: np.random.Generator, cases: list[Case], buf: TxBuffer, disb_keys: np.ndarray):
     """Book every fund case; returns (labels, amount spent per loan, first_event_time per borrower)."""
     fc = FundCases(w, rng, buf, disb_keys)
@@ -219,6 +253,8 @@ def emit(w: World, rng: np.random.Generator, cases: list[Case], buf: TxBuffer, d
         fn = getattr(fc, c.pattern, None) if c.pattern in _FUND_PATTERNS else None
         if fn is not None:
             labels += fn(c)
+        for front in c.p.get("fronts", ()):
+            front_business(w, rng, buf, front)
     return labels, fc.spent, fc.first
 
 

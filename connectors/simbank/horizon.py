@@ -13,6 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
+from .calendar import SEASON, SEASON_OTHER, days_off
+
 US = 1_000_000
 DAY_US = 86_400 * US
 LOCAL_OFFSET_S = 8 * 3600  # CST
@@ -28,7 +30,15 @@ class Horizon:
         self.end = start + timedelta(days=days)  # exclusive
         self.weekday = np.array([d.weekday() for d in self.dates], dtype=np.int8)
         self.dom = np.array([d.day for d in self.dates], dtype=np.int8)
-        self.workday = self.weekday < 5
+        self.holidays = days_off(start, days)  # (name, first, last day index), unclipped
+        self.holiday = np.zeros(days, dtype=bool)  # an official day off
+        for _, first, last in self.holidays:
+            self.holiday[max(first, 0): max(last + 1, 0)] = True
+        self.workday = (self.weekday < 5) & ~self.holiday
+        self.season = np.zeros(days, dtype=bool)  # the holiday season the default pack's rules skip
+        for name, first, last in self.holidays:
+            before, after = SEASON.get(name, SEASON_OTHER)
+            self.season[max(first - before, 0): max(last + after + 1, 0)] = True
         epoch_day = (start - date(1970, 1, 1)).days
         # local midnight of each day, in UTC microseconds
         self.midnight = (epoch_day + np.arange(days, dtype=np.int64)) * DAY_US - LOCAL_OFFSET_S * US
@@ -54,16 +64,33 @@ class Horizon:
         return d
 
     def month_ends(self) -> list[int]:
-        """Last weekday of every month whose last weekday lies inside the horizon (payroll, rent)."""
+        """Last working day of every month whose last working day lies inside the horizon (payroll, rent)."""
         out = []
         for d in range(self.days):
-            nxt = self.dates[d] + timedelta(days=1)
-            if self.workday[d]:
-                # last workday of the month: no later workday in this month
-                later = [nxt + timedelta(days=k) for k in range(4)]
-                if all(x.month != self.dates[d].month or x.weekday() >= 5 for x in later):
-                    out.append(d)
+            if not self.workday[d]:
+                continue
+            month, k = self.dates[d].month, d + 1
+            while (self.date_of(k).month == month and k < self.days and not self.workday[k]) or \
+                    (k >= self.days and self.date_of(k).month == month and self.date_of(k).weekday() >= 5):
+                k += 1
+            if self.date_of(k).month != month:
+                out.append(d)
         return out
+
+    def calm(self, day: int, days: int, before: int = 3) -> bool:
+        """Whether `days` days from `day`, and `before` days before them, are all inside the horizon and
+        outside the holiday season."""
+        lo, hi = day - before, day + days
+        return lo >= 0 and hi <= self.days and not self.season[lo:hi].any()
+
+    def calm_start(self, rng, lo: int, hi: int, days: int) -> int:
+        """A random day in [lo, hi) that starts a calm stretch of `days` days; lo when there is none."""
+        ok = [d for d in range(lo, hi) if self.calm(d, days)]
+        return int(rng.choice(ok)) if ok else lo
+
+    def spring_festivals(self) -> list[tuple[int, int]]:
+        """(first, last) day index of the Spring Festival days off near the horizon, unclipped."""
+        return [(first, last) for name, first, last in self.holidays if name == "spring_festival"]
 
     def date_of(self, day: int) -> date:
         return self.start + timedelta(days=int(day))

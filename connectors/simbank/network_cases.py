@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.reference import RELATED_KINDS
+
 from .labels import Case, LabelRow
 from .reference import FIRM_SECTORS, World
+
+CONTAGION_DEPTH = 2  # guarantees from the risky borrower: the default pack's CG-001 depth
 
 
 def _network_firm(w: World) -> int:
@@ -80,20 +84,32 @@ def plan(w: World, rng: np.random.Generator, k: int, used: set[int]) -> list[Cas
         rels.append(_new_guarantee(w, g, w.loans_of[b][0]))
         ratio = rng.uniform(2.2, 4.0)  # guarantees / net assets, set once finalize() has the amounts
         cases.append(Case("guarantor_overexposed", -1, -1, p={"guarantor": g, "rels": rels, "ratio": ratio}))
-    linked = {(w.relations["src"][r], w.relations["dst"][r]) for r in range(len(w.relations))}
+    near = _declared_near(w)
+    plain = {b for b in range(n) if b not in w.declared_shared and b not in w.family_firms
+             and int(w.borrower[b]) not in w.centre_firms}  # its identifiers are its own
     for i in range(k):  # two borrowers sharing a legal rep, phone or address, with no declared relation
         field = ("legal_rep", "phone", "address")[i % 3]
         ok = (lambda b: w.firm[b]) if field == "legal_rep" else (lambda b: True)
-        b1 = take(lambda b: ok(b) and b not in w.declared_shared)
+        b1 = take(lambda b: ok(b) and b in plain)
         p1 = int(w.borrower[b1]) if b1 is not None else -1
-        b2 = take(lambda b: ok(b) and b not in w.declared_shared
-                  and (p1, int(w.borrower[b])) not in linked and (int(w.borrower[b]), p1) not in linked)
+        b2 = take(lambda b: ok(b) and b in plain and int(w.borrower[b]) not in near.get(p1, ()))
         if b1 is None or b2 is None:
             break
         p2 = int(w.borrower[b2])
         w.parties[field][p2] = w.parties[field][p1]
         cases.append(Case("hidden_related_party", b1, -1, p={"parties": [p1, p2]}))
     return cases
+
+
+def _declared_near(w: World) -> dict[int, set[int]]:
+    """Parties declared related to each party directly or through one other (as HR-001 counts them)."""
+    related: dict[int, set[int]] = {}
+    for r in range(len(w.relations)):
+        if w.relations["kind"][r] in RELATED_KINDS:
+            a, b = int(w.relations["src"][r]), int(w.relations["dst"][r])
+            related.setdefault(a, set()).add(b)
+            related.setdefault(b, set()).add(a)
+    return {p: ps.union(*(related.get(q, set()) for q in ps)) for p, ps in related.items()}
 
 
 def size_overexposure(w: World, rng: np.random.Generator, cases: list[Case]) -> None:
@@ -139,15 +155,28 @@ def labels(w: World, cases: list[Case], first_of: dict[int, int]) -> list[LabelR
             out.append(LabelRow(c.pattern, g, -1, max(start_us, h.utc_midnight(when)), "relation", rels))
         elif c.pattern == "hidden_related_party":
             out.append(LabelRow(c.pattern, int(w.borrower[c.b]), -1, start_us, "party", c.p["parties"]))
-    # contagion: guarantors and guaranteed parties of a borrower that turned risky (cash-out, idle funds)
-    around: dict[int, dict[int, list[int]]] = {}  # party -> neighbour -> guarantee relations
+    # contagion: every party within CONTAGION_DEPTH guarantees of a borrower that turned risky (cash-out,
+    # idle funds), in either direction (its guarantors and theirs, the parties it guarantees and theirs),
+    # named with the guarantee relations on the shortest path, as the contagion rule reports them
+    up: dict[int, dict[int, list[int]]] = {}  # party -> its guarantors -> relations
+    down: dict[int, dict[int, list[int]]] = {}  # party -> the parties it guarantees -> relations
     for r in range(len(rel)):
         if rel["kind"][r] == "guarantee":
             a, b = int(rel["src"][r]), int(rel["dst"][r])
-            around.setdefault(a, {}).setdefault(b, []).append(r)
-            around.setdefault(b, {}).setdefault(a, []).append(r)
+            up.setdefault(b, {}).setdefault(a, []).append(r)
+            down.setdefault(a, {}).setdefault(b, []).append(r)
     for c in cases:
         if c.pattern in ("cash_out", "idle_funds"):
-            for other, rels in sorted(around.get(int(w.borrower[c.b]), {}).items()):
+            source = int(w.borrower[c.b])
+            reached: dict[int, list[int]] = {}
+            for step in (up, down):
+                frontier = {source: []}
+                for _ in range(CONTAGION_DEPTH):
+                    frontier = {other: path + rels for party, path in frontier.items()
+                                for other, rels in sorted(step.get(party, {}).items())
+                                if other != source and other not in reached}
+                    for other, path in frontier.items():
+                        reached.setdefault(other, path)
+            for other, rels in sorted(reached.items()):
                 out.append(LabelRow("contagion", other, c.loan, first_of[c.b], "relation", rels))
     return out

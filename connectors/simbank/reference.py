@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from .calendar import SPRING_AFTER, SPRING_BEFORE
 from .horizon import Horizon
 
 FIRM_SECTORS = ("manufacturing", "wholesale", "retail", "construction", "logistics", "agriculture", "food",
@@ -28,7 +29,7 @@ SECTOR_WORD = {
     "manufacturing": "Machinery", "wholesale": "Trading", "retail": "Retail", "construction": "Construction",
     "logistics": "Logistics", "agriculture": "Agriculture", "food": "Foods", "it_services": "Technology",
     "utilities": "Utilities", "real_estate": "Property", "securities": "Securities", "futures": "Futures",
-    "crypto": "Digital Assets", "lending": "Microcredit", "gambling": "Gaming", "banking": "Guarantee",
+    "crypto": "Digital Assets", "lending": "Microcredit", "gambling": "Gaming", "guarantee": "Financing Guarantee",
 }
 SURNAMES = ("Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Wu", "Zhou", "Xu", "Sun", "Ma",
             "Zhu", "Hu", "Guo", "He", "Lin", "Gao", "Luo", "Zheng", "Liang", "Xie", "Song", "Tang", "Han")
@@ -44,8 +45,28 @@ STREETS = ("Renmin", "Jiefang", "Zhongshan", "Jianshe", "Xinhua", "Heping", "Cha
            "Kaifa", "Gongye", "Chaoyang", "Wenhua", "Keji", "Binhe")
 UNITS = {"manufacturing": "pcs", "wholesale": "pallets", "retail": "pcs", "construction": "t",
          "logistics": "pallets", "agriculture": "t", "food": "t", "it_services": "pcs"}
-PURPOSE_TERM_DAYS = {"working_capital": 365, "fixed_asset": 1095, "trade_finance": 180, "consumer": 730,
+PURPOSE_TERM_DAYS = {"working_capital": 365, "fixed_asset": 1095, "trade_finance": 90, "consumer": 730,
                      "mortgage": 7300}
+ENTRUSTED_ABOVE = {"working_capital": 5e6, "consumer": 3e5}  # self-payment allowed up to this principal
+SHOPS = ("retail", "food")  # open through the holidays, busiest before the Spring Festival
+SEASONAL = ("agriculture", "food")  # an annual cycle of +-25%
+
+
+def payment_terms(rng: np.random.Generator, purpose: str, principal: float) -> tuple[bool, str]:
+    """(entrusted payment, repayment schedule) as the bank books them.
+
+    Fixed-asset loans, mortgages and trade finance are paid to the payees by the
+    bank; working-capital and consumer loans may be drawn by the borrower itself
+    (自主支付) up to a limit, and half of those that may are. Trade finance is repaid
+    at maturity (90 days); 40% of working-capital loans pay interest quarterly;
+    everything else pays monthly."""
+    limit = ENTRUSTED_ABOVE.get(purpose)
+    entrusted = limit is None or principal > limit or rng.random() < 0.5
+    if purpose == "trade_finance":
+        return entrusted, "bullet"
+    if purpose == "working_capital" and rng.random() < 0.4:
+        return entrusted, "quarterly_interest"
+    return entrusted, "monthly"
 
 
 class Table:
@@ -81,7 +102,7 @@ class World:
                              "net_assets")
         self.accounts = Table("party", "kind", "opened_on")
         self.loans = Table("borrower", "account", "principal", "day", "sec", "purpose", "payees", "collateral",
-                           "rate", "repay_dom", "repay_sec", "risk_class", "use")
+                           "rate", "repay_dom", "repay_sec", "risk_class", "use", "entrusted", "repay", "term")
         # guarantee relations tied to a loan get valid_from/amount from the loan in finalize()
         self.relations = Table("kind", "src", "dst", "amount", "share", "valid_from", "valid_to",
                                "loan", "lead", "frac")
@@ -89,6 +110,7 @@ class World:
         self.acc_of: list[int] = []  # main (settlement/external) account of each party
         self.serial = 0
         self.overexposed: set[int] = set()  # guarantor parties whose net assets a case sets
+        self.fronts: set[int] = set()  # front companies named in a contract (cases.py)
 
     # --- construction helpers ------------------------------------------------
 
@@ -147,19 +169,39 @@ class World:
         rng, h = self.rng, self.h
         day = h.disbursement_day(day)
         disb = self.account(self.borrower[b], "disbursement", h.date_of(max(0, day - int(rng.integers(0, 6)))))
+        entrusted, repay = payment_terms(rng, purpose, principal)
         loan = self.loans.add(
             borrower=self.borrower[b], account=disb, principal=float(principal), day=day,
             sec=int(rng.integers(9 * 3600, 16 * 3600)), purpose=purpose, payees=payees, collateral=collateral,
             rate=float(rng.uniform(0.032, 0.065)) if rate is None else rate, repay_dom=int(rng.integers(1, 29)),
             repay_sec=int(rng.integers(8 * 3600, 9 * 3600 + 1800)),
-            risk_class="special_mention" if rng.random() < 0.03 else "normal", use="normal")
+            risk_class="special_mention" if rng.random() < 0.03 else "normal", use="normal",
+            entrusted=entrusted, repay=repay, term=PURPOSE_TERM_DAYS[purpose])
         self.loans_of[b].append(loan)
         return loan
 
     def due_days(self, loan: int) -> list[int]:
-        """Monthly repayment days inside the horizon: fixed day of month, first at least 15 days after disbursement."""
-        dom, first = self.loans["repay_dom"][loan], self.loans["day"][loan] + 15
-        return [int(d) for d in np.nonzero(self.h.dom == dom)[0] if d >= first]
+        """Repayment days inside the horizon, the first at least 15 days after disbursement: monthly on the
+        loan's day of month; quarterly on the 20th of March, June, September and December; bullet at maturity."""
+        L, h = self.loans, self.h
+        first = L["day"][loan] + 15
+        if L["repay"][loan] == "bullet":
+            due = L["day"][loan] + L["term"][loan]
+            return [int(due)] if due < h.days else []
+        if L["repay"][loan] == "quarterly_interest":
+            months = np.array([d.month for d in h.dates])
+            days = np.nonzero((h.dom == 20) & np.isin(months, (3, 6, 9, 12)))[0]
+        else:
+            days = np.nonzero(h.dom == L["repay_dom"][loan])[0]
+        return [int(d) for d in days if d >= first]
+
+    def front_company(self, b: int) -> int:
+        """A trading firm registered shortly before it is used, with little business of its own: the
+        conduit a borrower sets up to move loan money (its payee in the contract, or paid from its account)."""
+        rng = self.rng
+        return self.party("firm", str(rng.choice(("wholesale", "it_services", "logistics"))),
+                          region=int(self.region[b]), registered=self.pre_horizon(20, 400),
+                          net_assets=float(round(rng.uniform(1e5, 1e6), -3)))
 
     # --- finishing -------------------------------------------------------------
 
@@ -175,12 +217,16 @@ class World:
                 rel["valid_from"][r] = h.date_of(loans["day"][loan]) - timedelta(days=rel["lead"][r])
                 rel["amount"][r] = float(round(rel["frac"][r] * loans["principal"][loan], -4)) or 10_000.0
             exposure[rel["src"][r]] = exposure.get(rel["src"][r], 0.0) + rel["amount"][r]
-        net = self.parties["net_assets"]
+        net, sector = self.parties["net_assets"], self.parties["sector"]
         for p in sorted(exposure):
             if p in self.overexposed:
                 continue  # the case sets it (cases.network)
-            # guarantees sum to at most ~1.7x net assets: a clean guarantor
-            net[p] = float(round(max(net[p], exposure[p] * rng.uniform(0.6, 1.5)), -3))
+            if sector[p] == "guarantee":
+                # a licensed financing guarantee company works at 3-8x its net assets (the regulator allows 10x)
+                net[p] = float(round(exposure[p] / rng.uniform(3.0, 8.0), -3))
+            else:
+                # guarantees sum to at most ~1.7x net assets: a clean guarantor
+                net[p] = float(round(max(net[p], exposure[p] * rng.uniform(0.6, 1.5)), -3))
 
 
 def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
@@ -216,9 +262,14 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
         "lending": pool(max(3, n // 300), ("lending",)),
         "gambling": pool(max(2, n // 1000), ("gambling",)),
         "employer": pool(max(10, npers // 5), CUSTOMER_SECTORS),
-        "guarantor_co": pool(max(3, nf // 80), ("banking",)),
+        "guarantor_co": pool(max(3, nf // 80), ("guarantee",)),
         "holding": pool(max(3, nf // 60), ("manufacturing", "wholesale")),
+        # the counterparties' own business partners, outside the loan book
+        "market": pool(max(60, n // 3), SUPPLIER_SECTORS + CUSTOMER_SECTORS),
+        "staff": pool(max(20, n // 20), ("household",), kind="person"),  # counterparties' payroll accounts
     }
+    w.tax = np.array([w.party("firm", "government", name=f"{r[1]} Tax Bureau", region=i)
+                      for i, r in enumerate(REGIONS)], dtype=np.int64)  # one per region
     w.pools["real_estate"] = np.concatenate([w.pools["landlord"], w.pools["developer"]])
     # merchant category codes: retail/food merchants get a shopping or dining code
     retail_mcc = np.array([0, 3, 5, 6, 9, 10, 11], dtype=np.int16)  # 5411 5311 5912 5943 5732 5511 5712
@@ -237,10 +288,12 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
     w.n_sup, w.n_cus, w.n_pay, w.n_util = (np.zeros(n, dtype=np.int64) for _ in range(4))
     w.landlord, w.futures, w.lender, w.securities, w.crypto, w.gambling, w.employer = (np.full(n, -1) for _ in range(7))
     w.sector = [""] * n
+    w.region = np.zeros(n, dtype=np.int64)
 
     sites_for = set(np.nonzero(firm)[0][rng.permutation(nf)[: round(0.9 * nf)]].tolist())
     for b in range(n):
         region = int(rng.integers(len(REGIONS)))
+        w.region[b] = region
         if firm[b]:
             sector = str(rng.choice(FIRM_SECTORS, p=FIRM_SECTOR_P))
             owner = w.party("person", "household", region=region)
@@ -253,6 +306,8 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
             w.sup[b, :k], w.n_sup[b] = rng.choice(w.pools["supplier"], k, replace=False), k
             k = int(rng.integers(4, 13))
             w.cus[b, :k], w.n_cus[b] = rng.choice(w.pools["customer"], k, replace=False), k
+            if rng.random() < 0.3 and k < w.cus.shape[1]:  # two-way trade: a supplier that also buys from us
+                w.cus[b, k], w.n_cus[b] = rng.choice(w.sup[b, : w.n_sup[b]]), k + 1
             k = int(rng.integers(1, 4))  # a few aggregated payroll accounts keep volume sane
             w.pay[b, :k] = [w.party("person", "household", name=f"{w.parties['name'][p][:-10]} staff payroll {i + 1}",
                                     region=region) for i in range(k)]
@@ -265,7 +320,7 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
                 w.futures[b] = rng.choice(w.pools["futures"])  # hedging: legitimate, from own money
             if rng.random() < 0.05:
                 w.lender[b] = rng.choice(w.pools["lending"])
-            for x in np.concatenate([w.sup[b, : w.n_sup[b]], w.cus[b, : w.n_cus[b]]]):
+            for x in np.unique(np.concatenate([w.sup[b, : w.n_sup[b]], w.cus[b, : w.n_cus[b]]])):
                 w.relate("supply_chain", p, int(x), w.pre_horizon(60, 2000))
             if b in sites_for:
                 hc = int(np.clip(40 * w.scale[b] * rng.uniform(0.5, 2.0), 12, 1500))
@@ -290,9 +345,14 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
             if rng.random() < 0.05:
                 w.gambling[b] = rng.choice(w.pools["gambling"])  # lottery
             _person_loan(w, b)
+    w.index_of = {int(p): b for b, p in enumerate(w.borrower)}  # borrower party -> borrower index
     _declared_noise(w)
+    _family_groups(w)
+    _shared_identifiers(w)
     _normal_guarantees(w)
+    _counterparty_profiles(w)
     w.active = np.ones((n, h.days), dtype=bool)  # False: the business is shut (no settlement traffic)
+    w.activity = _activity(w)  # business intensity by day: holidays, Spring Festival shutdowns, seasons
     w.repay_skip: dict[int, int] = {}  # loan -> index of the first instalment that never comes
     return w
 
@@ -351,6 +411,109 @@ def _declared_noise(w: World) -> None:
         w.declared_shared.update((b1, b2))
     for b in order[2 * max(1, len(firms) // 40):][: max(1, len(firms) // 20)]:
         w.relate("shared_director", w.borrower[b], int(rng.choice(w.cus[b, : w.n_cus[b]])), w.pre_horizon(100, 3000))
+
+
+def _family_groups(w: World) -> None:
+    """Family businesses: 2-3 borrower firms of one family (about 3% of firms), declared as the bank
+    records them: the owners are family of a family head who controls every firm. Their firms share
+    the family's phone or are registered at one address."""
+    rng, firms = w.rng, np.nonzero(w.firm)[0]
+    w.family_firms: set[int] = set()
+    free = [int(b) for b in rng.permutation(firms) if int(b) not in w.declared_shared]
+    for _ in range(max(1, len(firms) // 80)):
+        size = int(rng.integers(2, 4))
+        if len(free) < size:
+            break
+        group, free = free[:size], free[size:]
+        head = w.party("person", "household", region=int(w.region[group[0]]))
+        field = "phone" if rng.random() < 0.5 else "address"
+        value = w.parties[field][w.borrower[group[0]]]
+        for b in group:
+            p = int(w.borrower[b])
+            w.relate("family", head, int(w.owner[b]), w.pre_horizon(1000, 8000))
+            w.relate("control", head, p, w.pre_horizon(200, 3000))
+            w.parties[field][p] = value
+        w.family_firms.update(group)
+
+
+def _shared_identifiers(w: World) -> None:
+    """Business-centre addresses and registration agents' phones: a small firm (a borrower of below
+    median size, or any counterparty firm of the pools) is registered at one of its city's business
+    centres with probability 0.2 and gives an agent's phone with probability 0.15. Unrelated firms
+    share these by the dozen; a hidden relation is a handful of parties."""
+    rng = w.rng
+    P = w.parties
+    small = set(int(w.borrower[b]) for b in np.nonzero(w.firm & (w.scale < 1.0))[0]
+                if b not in w.declared_shared and b not in w.family_firms)
+    for name in ("supplier", "customer", "trader", "market"):
+        small.update(int(p) for p in w.pools[name])
+    n_centres = max(1, round(len(small) * 0.2 / len(REGIONS) / 25))  # per region: about 25 firms each
+    centres = {r[0]: [f"Room 1801, {_mix(900 + 10 * i + j)} {STREETS[(i + j) % len(STREETS)]} Road Business Centre, "
+                      f"{r[1]}" for j in range(n_centres)] for i, r in enumerate(REGIONS)}
+    agents = {r[0]: [f"1{8 + j % 2}{_mix(50_000 + 10 * i + j, 999_999_937):09d}" for j in range(n_centres)]
+              for i, r in enumerate(REGIONS)}
+    w.centre_firms: set[int] = set()
+    for p in sorted(small):
+        region = P["region"][p]
+        if rng.random() < 0.2:
+            P["address"][p] = centres[region][int(rng.integers(n_centres))]
+            w.centre_firms.add(p)
+        if rng.random() < 0.15:
+            P["phone"][p] = agents[region][int(rng.integers(n_centres))]
+            w.centre_firms.add(p)
+
+
+def _counterparty_profiles(w: World) -> None:
+    """Suppliers, customers and traders have businesses of their own (normal.counterparties): a size,
+    a landlord, investments and loans elsewhere."""
+    rng = w.rng
+    cps = np.concatenate([w.pools["supplier"], w.pools["customer"], w.pools["trader"]])
+    kind = np.concatenate([np.full(len(w.pools["supplier"]), 0), np.full(len(w.pools["customer"]), 1),
+                           np.full(len(w.pools["trader"]), 2)])
+    sector = [w.parties["sector"][p] for p in cps]
+
+    def some(pool: str, p: float, among=None) -> np.ndarray:
+        pick = rng.choice(w.pools[pool], len(cps))
+        ok = rng.random(len(cps)) < p
+        if among is not None:
+            ok &= among
+        return np.where(ok, pick, -1)
+
+    w.cp = {
+        "party": cps, "kind": kind,
+        "scale": np.exp(rng.normal(0.3, 0.8, len(cps))),
+        "region": np.array([[r[0] for r in REGIONS].index(w.parties["region"][p]) for p in cps]),
+        "landlord": some("landlord", 0.6),
+        "securities": some("securities", 0.08),
+        "futures": some("futures", 0.3, np.isin(sector, SEASONAL)),
+        "lender": some("lending", 0.05),
+    }
+
+
+def _activity(w: World) -> np.ndarray:
+    """Business intensity of every borrower by day (multiplies the rates of its payments).
+
+    Official days off: offices and factories 0.1, shops 1.0. Spring Festival: a
+    factory closes 1-5 days before the days off and reopens 2-10 days after them,
+    at 0.1, easing over three days either side; shops stay open. Seasonal sectors
+    follow an annual cycle of +-25% with a phase of their own. Persons: 1.0. The
+    sensors of a site follow its borrower's activity (sensors.py)."""
+    h, rng, n = w.h, w.rng, len(w.borrower)
+    act = np.ones((n, h.days))
+    days = np.arange(h.days)
+    shop = np.isin(w.sector, SHOPS)
+    for b in np.nonzero(w.firm)[0]:
+        if not shop[b]:
+            act[b, h.holiday] = 0.1
+            for first, last in h.spring_festivals():
+                lo = first - int(rng.integers(*SPRING_BEFORE, endpoint=True))
+                hi = last + int(rng.integers(*SPRING_AFTER, endpoint=True))
+                closed = np.clip(np.minimum(days - (lo - 3), (hi + 3) - days) / 3.0, 0.0, 1.0)  # 1 from lo to hi
+                act[b] = np.minimum(act[b], 1.0 - 0.9 * closed)
+        if w.sector[b] in SEASONAL:
+            doy = np.array([d.timetuple().tm_yday for d in h.dates])
+            act[b] *= 1.0 + 0.25 * np.sin(2 * np.pi * (doy / 365.0 - rng.random()))
+    return act
 
 
 def _normal_guarantees(w: World) -> None:

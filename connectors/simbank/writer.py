@@ -21,9 +21,9 @@ from engine.records import Account, Label, Loan, Party, Relation, SensorReading,
 from .events import CHANNELS, MCCS, MEMOS, TxBuffer
 from .horizon import Horizon
 from .labels import LabelRow
-from .reference import PURPOSE_TERM_DAYS, World
+from .reference import World
 from .schema import DATETIME, schema
-from .sensors import KINDS, SensorGrid
+from .sensors import KINDS, SLOT_KIND, SLOTS, SensorGrid
 
 FILES = ("parties", "accounts", "loans", "relations", "transactions", "sensors", "labels")
 STRUCTS = {"parties": Party, "accounts": Account, "loans": Loan, "relations": Relation,
@@ -74,13 +74,17 @@ def frames(w: World, buf: TxBuffer, grid: SensorGrid, labels: list[LabelRow],
     loans = []
     for i in range(len(L)):
         disb = h.date_of(L["day"][i])
+        bullet = L["repay"][i] == "bullet"  # its maturity is its one due date (World.due_days)
         loans.append({
             "id": loan_id[i], "borrower_id": party_id[L["borrower"][i]],
             "disbursement_account": acc_id[L["account"][i]],
             "principal": L["principal"][i], "currency": "CNY",
             "disbursed_at": h.datetime_of(h.ts(L["day"][i], L["sec"][i])),
-            "maturity": max(disb + timedelta(days=PURPOSE_TERM_DAYS[L["purpose"][i]]), h.end + timedelta(days=30)),
-            "purpose": L["purpose"][i], "contracted_payees": [party_id[p] for p in L["payees"][i]],
+            "maturity": disb + timedelta(days=L["term"][i]) if bullet else
+            max(disb + timedelta(days=L["term"][i]), h.end + timedelta(days=30)),
+            "purpose": L["purpose"][i],
+            "contracted_payees": [party_id[p] for p in L["payees"][i]] if L["entrusted"][i] else [],
+            "entrusted_payment": L["entrusted"][i], "repayment": L["repay"][i],
             "collateral": [{"kind": c["kind"], "site_id": site_id[c["site"]] if "site" in c else None,
                             "pledged_quantity": c.get("pledged_quantity"), "unit": c.get("unit")}
                            for c in L["collateral"][i]],
@@ -104,22 +108,23 @@ def frames(w: World, buf: TxBuffer, grid: SensorGrid, labels: list[LabelRow],
         "channel": _lookup(CHANNELS, t["channel"]), "mcc": _lookup(MCCS, t["mcc"]),
         "memo": _lookup(MEMOS, t["memo"]), "loan_id": _lookup(loan_id, t["loan"])}, schema=schema(Transaction))
 
-    # sensors: present grid cells, sorted by (ts, key)
+    # sensors: present grid cells, sorted by (ts, key); every site has one gateway
     keys = np.nonzero(grid.present.ravel())[0]
     sts = grid.ts.ravel()[keys]
     order = np.lexsort((keys, sts))
     keys = keys[order]
     sensor_pos = np.full(grid.present.size, -1, dtype=np.int64)
     sensor_pos[keys] = np.arange(len(keys))
-    site, kind = keys // (4 * grid.D), keys % 4
-    units = [[u, "persons", "kWh", "present"] for u in S["unit"]]  # per site: inventory unit first
-    unit_code = np.array([1, 0, 2, 3])[kind]  # headcount, inventory, kWh, presence -> column in `units`
+    site, kind = keys // (SLOTS * grid.D), np.asarray(SLOT_KIND)[keys % SLOTS]
+    units = [["persons", u, "kWh", "present", "up"] for u in S["unit"]]  # per site, in KINDS order
     flat_units = [u for row in units for u in row]
+    gateway_id = np.array([f"GW{x[1:]}" for x in site_id], dtype=object)
     out["sensors"] = pl.DataFrame({
         "id": _sequential("SR", len(keys), 9), "ts": _ts(sts[order]), "site_id": _lookup(site_id, site),
         "borrower_id": _lookup(party_id, np.asarray(S["borrower"], dtype=np.int64)[site] if len(S) else site),
         "kind": _lookup(KINDS, kind), "value": grid.value.ravel()[keys],
-        "unit": _lookup(flat_units, site * 4 + unit_code)}, schema=schema(SensorReading))
+        "unit": _lookup(flat_units, site * len(KINDS) + kind),
+        "gateway_id": _lookup(gateway_id, site)}, schema=schema(SensorReading))
 
     def ref_ids(lab: LabelRow) -> list[str]:
         if lab.ref == "tx":

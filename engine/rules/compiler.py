@@ -12,7 +12,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import msgspec
@@ -24,6 +24,7 @@ from engine.rules.errors import Problem, RuleError
 from engine.rules.fields import Field, UnknownField, resolve
 from engine.rules.kinds import (
     AbsenceKind,
+    Activity,
     AggregateKind,
     BaselineKind,
     BaselineMeasures,
@@ -91,8 +92,8 @@ class CompiledRule:
     @property
     def observes(self) -> set[str]:
         """Streams whose events this rule must see (absence rules watch activity elsewhere)."""
-        extra = self.spec.absence.require_activity if self.spec.absence else None
-        return {self.stream, extra} - {None}
+        activity = self.spec.absence.require_activity if self.spec.absence else None
+        return {self.stream, activity.stream if activity else None} - {None}
 
     @property
     def suppress_for(self) -> timedelta | None:
@@ -157,13 +158,14 @@ def schema_problem(loc: Located, err: msgspec.ValidationError, rule_id: str | No
 # --- compile ----------------------------------------------------------------
 
 
-def compile_rule(loc: Located, lists: dict[str, list]) -> CompiledRule:
+def compile_rule(loc: Located, lists: dict[str, list], tz: tzinfo = timezone.utc) -> CompiledRule:
+    """`tz` is the bank's time zone (the pack's `timezone`): calendar days are its days."""
     rule_id = loc.data.get("id") if isinstance(loc.data, dict) else None
     try:
         spec = msgspec.convert(loc.data, RuleSpec)
     except msgspec.ValidationError as e:
         raise RuleError([schema_problem(loc, e, rule_id)]) from None
-    c = _Compiler(loc, lists, spec, VIEWS[spec.applies_to.stream])
+    c = _Compiler(loc, lists, spec, VIEWS[spec.applies_to.stream], tz)
     rule = c.build()
     if c.problems:
         raise RuleError(c.problems)
@@ -171,8 +173,8 @@ def compile_rule(loc: Located, lists: dict[str, list]) -> CompiledRule:
 
 
 class _Compiler:
-    def __init__(self, loc: Located, lists: dict[str, list], spec: RuleSpec, view: type):
-        self.loc, self.lists, self.spec, self.view = loc, lists, spec, view
+    def __init__(self, loc: Located, lists: dict[str, list], spec: RuleSpec, view: type, tz: tzinfo):
+        self.loc, self.lists, self.spec, self.view, self.tz = loc, lists, spec, view, tz
         self.problems: list[Problem] = []
         self.read: dict[str, Field] = {}
 
@@ -228,9 +230,16 @@ class _Compiler:
             return self.aggregate(spec.aggregate), set(spec.aggregate.measures)
         if spec.kind == "absence":
             a = spec.absence
+            activity = None
+            if a.require_activity is not None:
+                act, path = a.require_activity, ("absence", "require_activity")
+                view = VIEWS[act.stream]
+                activity = Activity(act.stream, self.selection((*path, "where"), act.where, view),
+                                    self.getter((*path, "key"), act.key, view), self.getter((*path, "key"), act.key),
+                                    act.min_hours)
             return AbsenceKind(
                 self.getter(("absence", "key"), a.key), self.selection(("absence", "start"), a.start),
-                self.selection(("absence", "expect"), a.expect), duration(a.within), a.recurring, a.require_activity,
+                self.selection(("absence", "expect"), a.expect), duration(a.within), a.recurring, activity,
             ), set()
         if spec.kind == "baseline":
             b = spec.baseline
@@ -247,7 +256,8 @@ class _Compiler:
             wanted = GRAPH_STREAM[g.check]
             if spec.applies_to.stream != wanted:
                 self.fail(("applies_to", "stream"), f"check {g.check} runs on the {wanted} stream")
-            return GraphKind(g.check, g.max_len, g.min_len, g.max_fanout, g.exposure_ratio, g.depth, g.decay), \
+            return GraphKind(g.check, g.max_len, g.min_len, g.max_fanout, g.exposure_ratio, g.depth, g.decay,
+                             g.max_holders), \
                 GRAPH_VALUES[g.check]
         if spec.applies_to.stream == "alerts":
             self.fail(("applies_to", "stream"), "only graph rules with check: contagion run on alerts")
@@ -282,13 +292,15 @@ class _Compiler:
             measures, having, measure_type,
         )
 
-    def getter(self, path: tuple, field_path: str) -> Callable[[Any], Any]:
+    def getter(self, path: tuple, field_path: str, view: type | None = None) -> Callable[[Any], Any]:
         try:
-            f = resolve(self.view, field_path)
+            f = resolve(view or self.view, field_path)
         except UnknownField as e:
-            self.fail(path, str(e))
+            where = f" on {view.__name__} events" if view not in (None, self.view) else ""
+            self.fail(path, f"{e}{where}")
             return lambda v: None
-        self.read.setdefault(f.path, f)
+        if view in (None, self.view):
+            self.read.setdefault(f.path, f)
         return f.get
 
     def condition(self, text: str, selections: dict[str, Predicate]) -> Predicate:
@@ -332,7 +344,7 @@ class _Compiler:
         if error:
             self.fail(path, f"'{key}': {error}")
             return None
-        return predicate(f, mod, value)
+        return predicate(f, mod, value, self.tz)
 
     def deref(self, path: tuple, value: Any) -> Any:
         if isinstance(value, str) and value.startswith("$list:"):

@@ -157,21 +157,33 @@ class AggregateKind(Kind):
 
 
 @dataclass
+class Activity:
+    """What counts as a sign of life for an absence rule, and whose."""
+
+    stream: str
+    where: Predicate
+    key: Getter  # on the activity event
+    start_key: Getter  # the same field on the rule's start event
+    min_hours: int  # distinct active hours needed between the start and the deadline
+
+
+@dataclass
 class AbsenceKind(Kind):
     key: Getter
     start: Predicate
     expect: Predicate
     within: timedelta
     recurring: bool
-    require_activity: str | None
+    activity: Activity | None
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         stream = STREAM_OF[type(view)]
-        if stream == self.require_activity:
-            # the hours the borrower was active, for ACTIVITY_MEMORY: long enough for a
+        act = self.activity
+        if act is not None and stream == act.stream and act.where(view) and (whose := act.key(view)) is not None:
+            # the hours the entity was active, for ACTIVITY_MEMORY: long enough for a
             # deadline to be checked even when this stream runs weeks ahead of the other
             hour = view.ts.replace(minute=0, second=0, microsecond=0)
-            seen = state.setdefault("active", {}).setdefault(view.borrower.id, [])
+            seen = state.setdefault("active", {}).setdefault(str(whose), [])
             if hour not in seen[-3:]:
                 bisect.insort(seen, hour)
             while seen[0] < seen[-1] - ACTIVITY_MEMORY:
@@ -203,10 +215,11 @@ class AbsenceKind(Kind):
 
     def _timer(self, rule: Any, view: Any) -> dict:
         loan = getattr(view, "loan", None)
+        whose = self.activity.start_key(view) if self.activity is not None else None
         return {
             "deadline": view.ts + self.within, "start_id": view.id, "start_ts": view.ts,
             "borrower_id": view.borrower.id, "loan_id": loan.id if loan is not None else None,
-            "summary": rule.summary(view, {}),
+            "summary": rule.summary(view, {}), "active_key": None if whose is None else str(whose),
         }
 
     def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
@@ -218,12 +231,12 @@ class AbsenceKind(Kind):
         due += [(k, timers.pop(k)) for k in [k for k, t in timers.items() if t["deadline"] < watermark]]
         hits = []
         for key, t in due:
-            if self.require_activity:
-                seen = state.get("active", {}).get(t["borrower_id"], [])
+            if self.activity is not None:
+                seen = state.get("active", {}).get(t["active_key"], [])
                 start = t["start_ts"].replace(minute=0, second=0, microsecond=0)
-                i = bisect.bisect_right(seen, start)
-                if i == len(seen) or seen[i] > t["deadline"]:
-                    continue  # the borrower went quiet everywhere meanwhile: real inactivity, not this signal
+                active = bisect.bisect_right(seen, t["deadline"]) - bisect.bisect_right(seen, start)
+                if active < self.activity.min_hours:
+                    continue  # quiet everywhere meanwhile (a shutdown, an outage): real inactivity, not this signal
             hits.append(Hit(key, t["start_id"], [t["start_id"]], t["deadline"], t["borrower_id"], t["loan_id"],
                             {"last_seen": t["start_ts"].isoformat(), "deadline": t["deadline"].isoformat()},
                             ["start", "no expected event"], t["summary"]))
@@ -285,6 +298,7 @@ class GraphKind(Kind):
     exposure_ratio: float
     depth: int
     decay: float
+    max_holders: int
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         if not rule.in_scope(view):
@@ -294,7 +308,7 @@ class GraphKind(Kind):
             return [self._hit(rule, view, sorted((view.id, other)), [view.id, other],
                               [f"{view.id} and {other} share {what} {value!r} but are not declared related"],
                               {"shared": what})
-                    for other, what, value in ref.hidden_relations(view.id)]
+                    for other, what, value in ref.hidden_relations(view.id, self.max_holders)]
         if view.kind != "guarantee":
             return []
         src, dst = view.src.id, view.dst.id

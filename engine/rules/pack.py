@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pathlib import Path
 
 import msgspec
@@ -18,7 +19,8 @@ import yaml
 from engine.rules import source
 from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
 from engine.rules.errors import Problem, RuleError
-from engine.rules.spec import ListSpec, PackSpec, SuppressionSpec
+from engine.rules.spec import ListSpec, PackSpec, SuppressionSpec, TracingSpec, duration
+from engine.tracing import Bounds
 
 MAX_SUPPRESSION_DAYS = 180
 
@@ -33,6 +35,7 @@ class Pack:
     digest: str  # content hash of every file: tells a reload whether anything changed
     test_context: str | None = None
     suppressions: tuple[SuppressionSpec, ...] = ()
+    tracing: Bounds = Bounds()
 
     def suppressed(self, rule_id: str, borrower_id: str, loan_id: str | None, when: datetime) -> bool:
         return any(
@@ -86,6 +89,11 @@ def load_pack(root: Path) -> Pack:
     except msgspec.ValidationError as e:
         raise RuleError([schema_problem(meta_loc, e)]) from None
 
+    try:
+        tz = ZoneInfo(meta.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(meta_loc.problem(("timezone",), f"unknown time zone {meta.timezone!r} (an IANA name such as Asia/Shanghai)"))
+        tz = timezone.utc
     lists: dict[str, list] = {}
     for i, rel in enumerate(meta.lists):
         list_path = (root / rel).resolve()
@@ -110,7 +118,7 @@ def load_pack(root: Path) -> Pack:
         digest.update(path.name.encode() + path.read_bytes())
         try:
             loc = source.load(path)
-            rule = compile_rule(loc, lists)
+            rule = compile_rule(loc, lists, tz)
         except RuleError as e:
             problems.extend(e.problems)
             continue
@@ -127,7 +135,11 @@ def load_pack(root: Path) -> Pack:
     if problems:
         raise RuleError(problems)
     return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context,
-                tuple(sup for _, sup in suppressions))
+                tuple(sup for _, sup in suppressions), _bounds(meta.tracing))
+
+
+def _bounds(t: TracingSpec) -> Bounds:
+    return Bounds(t.max_hops, duration(t.max_age), t.min_amount, t.max_parts)
 
 
 def filter_files(root: Path, filters: str | None) -> list[Path]:

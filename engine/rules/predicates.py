@@ -8,16 +8,18 @@ folded pairwise because a rule's tests run on every event and
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from collections.abc import Callable
+from datetime import date, datetime, timezone, tzinfo
 from typing import Any
 
 from engine.rules import condition as cond
 from engine.rules.fields import Field
 
 Predicate = Callable[[Any], bool]
-MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists")
+MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists", "during")
 NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
 STR_OPS = {"startswith", "re"}
 
@@ -27,6 +29,17 @@ def check(f: Field, mod: str, value: Any) -> str | None:
     values = value if isinstance(value, list) else [value]
     if mod == "exists":
         return None if isinstance(value, bool) else "exists takes true or false"
+    if mod == "during":
+        if f.kind not in ("datetime", "date"):
+            return f"during needs a time or date field, '{f.path}' is {f.kind}"
+        if not isinstance(value, list) or not value:
+            return "during takes a list of dates or date ranges (2026-02-08/2026-03-08)"
+        for v in values:
+            try:
+                periods([v])
+            except (TypeError, ValueError):
+                return f"{v!r} is not a date (2026-02-08) or a date range (2026-02-08/2026-03-08)"
+        return None
     if mod == "in" and not isinstance(value, list):
         return "in takes a list"
     if mod == "between" and (not isinstance(value, list) or len(value) != 2):
@@ -59,8 +72,35 @@ def check(f: Field, mod: str, value: Any) -> str | None:
     return None
 
 
-def predicate(f: Field, mod: str, value: Any) -> Predicate:
+def periods(values: list) -> tuple[list[date], list[date]]:
+    """Sorted starts and ends of inclusive date ranges written `2026-02-08/2026-03-08` or `2026-04-05`."""
+    spans = []
+    for v in values:
+        first, _, last = str(v).partition("/")
+        start, end = date.fromisoformat(first), date.fromisoformat(last or first)
+        if end < start:
+            raise ValueError(f"{v!r} ends before it starts")
+        spans.append((start, end))
+    spans.sort()
+    return [s for s, _ in spans], [e for _, e in spans]
+
+
+def predicate(f: Field, mod: str, value: Any, tz: tzinfo = timezone.utc) -> Predicate:
+    """The test of one field; `during` reads a time's calendar day in the bank's time zone `tz`."""
     get = f.get
+    if mod == "during":
+        starts, ends = periods(value)
+        ends = [max(ends[: i + 1]) for i in range(len(ends))]  # overlapping ranges: the furthest end so far
+
+        def during(v: Any) -> bool:
+            x = get(v)
+            if x is None:
+                return False
+            day = x.astimezone(tz).date() if isinstance(x, datetime) else x
+            i = bisect.bisect_right(starts, day)
+            return i > 0 and day <= ends[i - 1]
+
+        return during
     if mod == "exists":
         return (lambda v: get(v) is not None) if value else (lambda v: get(v) is None)
     if mod == "eq":

@@ -71,7 +71,7 @@ def _run_one(pack: Pack, rule: CompiledRule, test: RuleTest, base: dict) -> Test
     # the whole pack runs (a contagion rule needs the alerts of others); only this rule's alerts count
     detector = Detector(lambda: pack, lambda: datetime(2000, 1, 1, tzinfo=timezone.utc), ref)
     state: dict = {}
-    tracer = Tracer()
+    tracer = Tracer(pack.tracing)
     alerts = []
     for i, event in enumerate(test.events):
         event = dict(event)

@@ -62,15 +62,26 @@ class Aggregate(Strict, kw_only=True):
     having: dict[str, Any]
 
 
+class Activity(Strict, kw_only=True):
+    """Events that show the entity was alive while the expected event did not come."""
+
+    stream: Literal["transactions", "sensors"]
+    where: dict[str, Any] = {}
+    key: str = "borrower.id"  # read on these events and on the start event: the same value links them
+    # distinct hours with activity needed between the start and the deadline (a gateway that
+    # reports every few hours and was up for most of a 3-day silence has a dozen)
+    min_hours: Annotated[int, Meta(ge=1)] = 1
+
+
 class Absence(Strict, kw_only=True):
     key: str
     start: dict[str, Any]  # an event that starts the clock
     expect: dict[str, Any]  # the event that must follow within `within`
     within: Duration
     recurring: bool = False  # a start event restarts a running clock (each repayment, each reading)
-    # only fire if the borrower was active on this stream meanwhile: tells a
-    # silent sensor (tampering) from a firm that really stopped
-    require_activity: Literal["transactions", "sensors"] | None = None
+    # only fire if there was activity meanwhile: tells a sensor that went silent
+    # while its gateway kept reporting (tampering) from a site that went offline
+    require_activity: Activity | None = None
 
 
 class GraphCheck(Strict, kw_only=True):
@@ -83,6 +94,8 @@ class GraphCheck(Strict, kw_only=True):
     exposure_ratio: Annotated[float, Meta(gt=0)] = 2.0  # guarantees given / net assets
     depth: Annotated[int, Meta(ge=1, le=4)] = 2  # contagion: guarantee steps from the risky party
     decay: Annotated[float, Meta(gt=0, le=1)] = 0.5  # contagion: score factor per step
+    # hidden_related: an identifier held by more parties is a business centre or an agent, not a link
+    max_holders: Annotated[int, Meta(ge=2)] = 5
 
 
 class Baseline(Strict, kw_only=True):
@@ -143,11 +156,22 @@ class SuppressionSpec(Strict, kw_only=True):
     expires: date  # required: a suppression nobody renews lapses
 
 
+class TracingSpec(Strict, kw_only=True, frozen=True):
+    """How far fund tracing follows loan money (engine.tracing.Bounds)."""
+
+    max_hops: Annotated[int, Meta(ge=0, le=6)] = 3  # intermediary parties
+    max_age: Duration = "90d"  # after disbursement
+    min_amount: Annotated[float, Meta(ge=0)] = 10_000  # loan money in one payment worth following
+    max_parts: Annotated[int, Meta(ge=1, le=64)] = 8  # attributions per account
+
+
 class PackSpec(Strict, kw_only=True):
     id: str
     version: str
     language: Literal[1] = 1
     description: str | None = None
+    timezone: str = "UTC"  # the bank's time zone (an IANA name such as Asia/Shanghai): its calendar days
+    tracing: TracingSpec = TracingSpec()
     lists: list[str] = []  # list files, relative to pack.yaml
     test_context: str | None = None  # reference records shared by the rules' embedded tests
     filters: str | None = None  # directory of suppressions, relative to pack.yaml
