@@ -248,6 +248,10 @@ class AlertStore:
             self.con = None
             self._db.release()
 
+    def __del__(self) -> None:  # a store dropped unclosed lets go of the file, as a DuckDB connection does
+        if getattr(self, "con", None) is not None:
+            self.close()
+
     def __enter__(self) -> AlertStore:
         return self
 
