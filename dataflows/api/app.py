@@ -18,6 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.static_files import create_static_files_router
@@ -66,8 +67,6 @@ def _who(request: Request) -> str:
 
 
 def _responses(*codes: int) -> dict[int, Any]:
-    from litestar.openapi.datastructures import ResponseSpec
-
     return {c: ResponseSpec(data_container=dict[str, Any], description=_ERRORS[c]) for c in codes}
 
 
