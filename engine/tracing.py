@@ -22,15 +22,19 @@ Own money is estimated from what the account has received from other sources
 (every receipt that is not followed loan money) since monitoring began: the
 sum of those receipts, each weighing less as it ages (time constant
 `OWN_WINDOW`, a month), so a busy account is taken to hold about a month of its
-own takings. Opening-balance rule: monitoring starts from nothing, so in an
-account's first month its takings so far are scaled up to a month (seen for
-two weeks, it holds about 2.7 times what it took in them; seen for a week or
-less, 4.8 times); an account that receives nothing of its own holds nothing of
-its own. A payment larger than L + O takes
-all the loan money (the rest was own money held before we saw it). Loan money
-that is no longer followed (below `min_amount` in one payment, past
-`max_hops`, past `max_parts` attributions in one account, past `max_age`)
-counts as its holder's own from then on.
+own takings and a shell that takes in little holds little. Opening-balance
+rule: an account starts with no own money; a payment larger than the account
+is known to hold takes all the loan money it holds (the rest was own money it
+had before we saw it). Loan money that is no longer followed (below
+`min_amount` in one payment, past `max_hops`, past `max_parts` attributions in
+one account, past `max_age`) counts as its holder's own from then on.
+
+In a borrower's own accounts the same rule holds, with one addition: a
+payment that passes on most of one of its loans' drawn money (half of what is
+left of it up to a tenth more) takes it from that draw. A borrower that draws a
+self-payment loan (自主支付) to its settlement account and pays it on to one
+payee pays that payee with the loan money, however busy the account is;
+everyday payments in between take their proportional share.
 
 `Trace.share` is the part of the payment that is loan money of that loan; a
 payment can carry money of several loans. Payments to the bank (repayments,
@@ -55,7 +59,7 @@ from engine.reference import Reference
 SWEEP_EVERY = timedelta(days=1)  # event time between expiry sweeps
 OWN_WINDOW = timedelta(days=30)  # time constant of the own-money estimate
 _WINDOW_S = OWN_WINDOW.total_seconds()
-_MIN_WATCH_S = 7 * 86_400.0  # a first week is scaled up as if it were a week: at most about 4.8 times
+MATCH = (0.5, 1.1)  # a payment passes on a draw when it is this share of what is left of it
 
 
 class Hop(Struct, frozen=True, array_like=True):
@@ -74,6 +78,7 @@ class Trace(Struct, frozen=True, kw_only=True):
     hops: int  # intermediary parties that held the money before this payment
     amount: float  # loan money in this payment
     share: float  # amount / payment amount
+    of_principal: float  # amount / the loan's principal
     returned: bool  # paid back to the borrower or to a declared related party of it
     route: tuple[Hop, ...]  # disbursement to here, this payment last
 
@@ -104,8 +109,7 @@ class Tracer:
 
     bounds: Bounds = field(default_factory=Bounds)
     parts: dict[str, list[_Part]] = field(default_factory=dict)  # account -> loan-money attributions
-    # account -> [decayed own receipts, time of the last, first time seen]
-    own: dict[str, list] = field(default_factory=dict)
+    own: dict[str, list] = field(default_factory=dict)  # account -> [decayed own receipts, time of the last]
     swept_at: datetime | None = None  # event time of the last expiry sweep
 
     def follow(
@@ -120,7 +124,7 @@ class Tracer:
         if loan is not None:
             sources, own_paid = [_Part(loan.id, loan.borrower_id, amount, 0, loan.disbursed_at, ())], 0.0
         else:
-            sources, own_paid = self._take(from_account, amount, ts)
+            sources, own_paid = self._take(from_account, amount, ts, payer)
         payee_party = ref.parties.get(payee)
         to_bank = payee_party is not None and payee_party.kind == "bank"
         traces, untraced = [], own_paid
@@ -131,9 +135,11 @@ class Tracer:
             route = (*part.route, Hop(tx_id, payer, payee, part.amount, ts))
             related = ref.related.get(part.borrower_id, ())
             returned = part.hops >= 1 and (payee == part.borrower_id or payee in related)
+            principal = ref.loans[part.loan_id].principal if part.loan_id in ref.loans else 0.0
             traces.append(Trace(
                 loan_id=part.loan_id, borrower_id=part.borrower_id, hops=part.hops, amount=part.amount,
-                share=min(part.amount / amount, 1.0), returned=returned, route=route,
+                share=min(part.amount / amount, 1.0), of_principal=part.amount / principal if principal else 0.0,
+                returned=returned, route=route,
             ))
             hops = part.hops + (payee != part.borrower_id)
             if to_bank:
@@ -147,37 +153,48 @@ class Tracer:
             self._add_own(to_account, untraced, ts)
         return traces
 
-    def _take(self, account: str, amount: float, ts: datetime) -> tuple[list[_Part], float]:
-        """The loan money and own money in a payment of `amount`, in proportion to the holdings."""
+    def _take(self, account: str, amount: float, ts: datetime, payer: str) -> tuple[list[_Part], float]:
+        """The loan money and own money in a payment of `amount`: the draw it passes on, if it passes
+        one of the payer's own on, else in proportion to the holdings."""
         held = self.parts.get(account)
         if held is None:
             return [], amount
         own = self.own_money(account, ts)
-        live, loan_money, expired = [], 0.0, 0.0
+        live, expired = [], 0.0
         for p in held:
-            if ts - p.disbursed_at <= self.bounds.max_age:
-                live.append(p)
-                loan_money += p.amount
-            else:
+            if ts - p.disbursed_at > self.bounds.max_age:
                 expired += p.amount
+            else:
+                live.append(p)
         if expired:  # no longer followed: it is the holder's own money now
             self._add_own(account, expired, ts)
             own += expired
-        if not live:
-            del self.parts[account]
-            return [], amount
-        fraction = min(1.0, amount / (loan_money + own))  # all of it when paying more than it is known to hold
-        taken = []
-        for p in live:
-            used = p.amount * fraction
-            p.amount -= used
-            taken.append(_Part(p.loan_id, p.borrower_id, used, p.hops, p.disbursed_at, p.route))
-        live = [p for p in live if p.amount > 1e-6]
+        taken: list[_Part] = []
+        low, high = MATCH
+        draw = next((p for p in reversed(live)
+                     if p.borrower_id == payer and low * p.amount <= amount <= high * p.amount), None)
+        if draw is not None:
+            left = amount - self._share([draw], min(1.0, amount / draw.amount), taken)
+        else:
+            held_money = sum(p.amount for p in live)
+            left = amount - self._share(live, min(1.0, amount / (held_money + own)), taken) if live else amount
+        live = [p for p in live if p.amount > 1e-6]  # oldest first
         if live:
             self.parts[account] = live
         else:
             del self.parts[account]
-        return taken, amount - loan_money * fraction
+        return taken, left
+
+    @staticmethod
+    def _share(parts: list[_Part], fraction: float, taken: list[_Part]) -> float:
+        """Take `fraction` of each attribution; returns the loan money taken."""
+        total = 0.0
+        for p in parts:
+            used = p.amount * fraction
+            p.amount -= used
+            total += used
+            taken.append(_Part(p.loan_id, p.borrower_id, used, p.hops, p.disbursed_at, p.route))
+        return total
 
     def _give(self, account: str, part: _Part, ts: datetime) -> None:
         held = self.parts.setdefault(account, [])
@@ -191,23 +208,21 @@ class Tracer:
             return
         entry = self.own.get(account)
         if entry is None:
-            self.own[account] = [amount, ts, ts]
+            self.own[account] = [amount, ts]
         else:
-            entry[0] = entry[0] * math.exp(-max((ts - entry[1]).total_seconds(), 0.0) / _WINDOW_S) + amount
+            entry[0] = self.own_money(account, ts) + amount
             entry[1] = max(entry[1], ts)
 
     def loan_money(self, account: str) -> float:
         return sum(p.amount for p in self.parts.get(account, ()))
 
     def own_money(self, account: str, now: datetime) -> float:
-        """The account's own money at `now`: its decayed own receipts, scaled up to a month in its first month."""
+        """The account's own money at `now`: its own receipts, each decayed with its age."""
         entry = self.own.get(account)
         if entry is None:
             return 0.0
-        received, last, first = entry
-        decayed = received * math.exp(-max((now - last).total_seconds(), 0.0) / _WINDOW_S)
-        watched = max((now - first).total_seconds(), _MIN_WATCH_S)
-        return decayed / -math.expm1(-watched / _WINDOW_S)
+        received, last = entry
+        return received * math.exp(-max((now - last).total_seconds(), 0.0) / _WINDOW_S)
 
     def expire_before(self, now: datetime) -> None:
         """Drop attributions older than max_age and own balances quiet that long; at most once a day of event time."""
@@ -224,7 +239,7 @@ class Tracer:
                 self.parts[account] = kept
             else:
                 del self.parts[account]
-        for account in [a for a, (_, last, _) in self.own.items() if now - last > max_age]:
+        for account in [a for a, (_, last) in self.own.items() if now - last > max_age]:
             del self.own[account]
 
 

@@ -57,7 +57,7 @@ def test_default_pack_loads():
          "PV-001.yaml:22:25: unknown selection 'prohibted' (did you mean 'prohibited'?) [PV-001]"),
         ("PV-001.yaml", "$list:prohibited_sectors", "$list:prohibited_sector",
          "PV-001.yaml:20:40: unknown list 'prohibited_sector' (did you mean 'prohibited_sectors'?) [PV-001]"),
-        ("LO-001.yaml", "version: 2\n", "version: one\n",
+        ("LO-001.yaml", "version: 3\n", "version: one\n",
          "LO-001.yaml:3:10: expected `int`, got `str` (at 'version') [LO-001]"),
         ("LO-001.yaml", "severity: high", "severity: hihg",
          "LO-001.yaml:5:11: invalid enum value 'hihg' (at 'severity') [LO-001]"),

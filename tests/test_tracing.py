@@ -34,17 +34,16 @@ def follow(tracer: Tracer, ref: Reference, t):
                          ref.party_of(t.from_account).id, ref.party_of(t.to_account).id, ref)
 
 
-def own_estimate(received: float, age_days: float, watched_days: float) -> float:
-    """The documented own-money rule: decayed takings, scaled up to a month in the first month."""
-    decayed = received * math.exp(-age_days / 30)
-    return decayed / -math.expm1(-max(watched_days, 7) / 30)
+def own_estimate(received: float, age_days: float) -> float:
+    """The documented own-money rule: takings decayed with their age (time constant 30 days)."""
+    return received * math.exp(-age_days / 30)
 
 
 def test_a_payment_carries_loan_money_in_proportion_to_the_holdings():
     ref, tracer = reference(), Tracer()
     follow(tracer, ref, tx("own", -30, "A-N1", "A-S1", 300_000))  # S1's own business, a month ago
     follow(tracer, ref, tx("a", 0, "D1", "A-S1", 100_000))  # loan money
-    own = own_estimate(300_000, 30, 30)  # 300,000 a month ago is about 174,500 now
+    own = own_estimate(300_000, 30)  # 300,000 a month ago counts as about 110,000 now
     assert tracer.own_money("A-S1", T0) == pytest.approx(own)
     (trace,) = follow(tracer, ref, tx("b", 0, "A-S1", "A-S2", 80_000))
     share = 100_000 / (100_000 + own)
@@ -59,7 +58,8 @@ def test_a_busy_account_holds_about_a_month_of_its_takings():
     ref, tracer = reference(), Tracer()
     for day in range(-90, 0):
         follow(tracer, ref, tx(f"sale{day}", day, "A-N1", "A-S1", 100_000))  # 100,000 a day for 90 days
-    assert tracer.own_money("A-S1", T0) == pytest.approx(30 * 100_000, rel=0.03)
+    month = sum(own_estimate(100_000, age) for age in range(1, 91))  # 2.8 million: about 30 days of takings
+    assert tracer.own_money("A-S1", T0) == pytest.approx(month) and 27 < month / 100_000 < 30
 
 
 def test_loan_money_of_several_loans_is_split_by_their_amounts():
@@ -68,6 +68,21 @@ def test_loan_money_of_several_loans_is_split_by_their_amounts():
     tracer.parts["A-S1"].append(tracer.parts["A-S1"][0].__class__("L9", "N1", 100_000, 1, T0, ()))
     traces = follow(tracer, ref, tx("b", 2, "A-S1", "A-S2", 200_000))  # half of the loan money S1 holds
     assert sorted((t.loan_id, round(t.amount)) for t in traces) == [("L1", 150_000), ("L9", 50_000)]
+
+
+def test_a_borrower_paying_on_most_of_a_draw_pays_it_with_the_loan_money():
+    ref, tracer = reference(), Tracer()
+    follow(tracer, ref, tx("sales", 0, "A-N1", "A-B1", 2_000_000))  # the borrower's own business
+    follow(tracer, ref, tx("draw", 0, "D1", "A-B1", 300_000))  # self-payment: drawn to its own account
+    # an everyday payment takes its proportional share: 3,000 of it is loan money, too little to follow
+    assert follow(tracer, ref, tx("rent", 0, "A-B1", "A-S2", 23_000)) == []
+    left = 300_000 - 3_000
+    assert tracer.loan_money("A-B1") == pytest.approx(left)
+    # a payment of most of what is left of the draw passes it on
+    (trace,) = follow(tracer, ref, tx("pay", 0, "A-B1", "A-N1", 280_000))
+    assert trace.amount == pytest.approx(280_000) and trace.share == 1.0 and trace.hops == 0
+    assert trace.of_principal == pytest.approx(0.28)
+    assert tracer.loan_money("A-B1") == pytest.approx(left - 280_000)
 
 
 def test_an_account_first_seen_paying_more_than_it_holds_had_own_money_before():
@@ -81,9 +96,9 @@ def test_an_account_first_seen_paying_more_than_it_holds_had_own_money_before():
 
 def test_loan_money_below_the_minimum_is_not_followed_and_becomes_the_payees_own():
     ref, tracer = reference(), Tracer(Bounds(min_amount=20_000))
-    follow(tracer, ref, tx("own", -30, "A-N1", "A-S1", 5_000_000))
-    follow(tracer, ref, tx("a", 1, "D1", "A-S1", 600_000))
-    assert follow(tracer, ref, tx("rent", 2, "A-S1", "A-BAD", 80_000)) == []  # about 14,900 of loan money
+    follow(tracer, ref, tx("own", 0, "A-N1", "A-S1", 5_000_000))
+    follow(tracer, ref, tx("a", 0, "D1", "A-S1", 600_000))
+    assert follow(tracer, ref, tx("rent", 0, "A-S1", "A-BAD", 80_000)) == []  # 80,000 x 6/56: about 8,600 of loan money
     assert tracer.loan_money("A-BAD") == 0 and tracer.own["A-BAD"][0] == pytest.approx(80_000)
 
 
@@ -181,7 +196,7 @@ def test_a_real_conduit_still_fires(tmp_path):
     (alert,) = [a for a in alerts if a["rule_id"] == "PV-002"]
     evidence = json.loads(alert["evidence"])
     assert evidence["event_ids"] == ["t1", "t2"]
-    share = 600_000 / (600_000 + own_estimate(20_000, 22, 22))
+    share = 600_000 / (600_000 + own_estimate(20_000, 22))
     assert evidence["values"]["trace.amount"] == pytest.approx(550_000 * share, abs=0.01)
 
 

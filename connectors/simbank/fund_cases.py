@@ -88,18 +88,26 @@ class FundCases:
         """Loan money paid straight to anyone but a contracted payee breaks entrusted payment (only there)."""
         return [self.label("entrusted_payment_mismatch", c, first, keys)] if self.entrusted(c) else []
 
-    def to_front(self, c: Case, d: int, amount: float) -> tuple[list[int], int]:
+    def to_front(self, c: Case, d: int, amount: float) -> tuple[list[int], int, list[LabelRow]]:
         """Loan money reaches the case's front company: the bank pays it as a contracted payee (entrusted
-        payment), or the borrower draws the money to its own account and pays it from there the same or
-        the next day (self-payment). Returns the payments' keys and the day the front has the money."""
+        payment), or the borrower draws the money to its own account and pays it from there half an hour
+        to a day and a half later (self-payment). Returns the payments' keys, the day the front has the
+        money, and a pass-through label when the borrower's account passed 100,000 or more on within two
+        hours (it did what PT-001 looks for)."""
         front = c.p["fronts"][0]
         if self.entrusted(c):
-            return [self.pay(d, self.hours(), self.disb_acc(c), self.acc(front), amount, c, memo="goods payment")[0]], d
+            return [self.pay(d, self.hours(), self.disb_acc(c), self.acc(front), amount, c, memo="goods payment")[0]], d, []
         settle = self.acc(self.w.borrower[c.b])
-        k1 = self.pay(d, self.hours(), self.disb_acc(c), settle, amount * self.rng.uniform(1.0, 1.1), c,
-                      memo="transfer to own account")[0]
-        d2 = self.later(d, 0, 1)
-        return [k1, self.pay(d2, self.hours(), settle, self.acc(front), amount, c, memo="goods payment")[0]], d2
+        sec = self.hours()
+        drawn = amount * self.rng.uniform(1.0, 1.05)
+        k1, t1 = self.pay(d, sec, self.disb_acc(c), settle, drawn, c, memo="transfer to own account")
+        later = sec + self.rng.uniform(0.5, 36) * 3600
+        d2, sec2 = d + int(later // 86_400), later % 86_400
+        if d2 >= self.w.h.days:
+            d2, sec2 = d, sec + 1800
+        k2, t2 = self.pay(d2, sec2, settle, self.acc(front), amount, c, memo="goods payment")
+        quick = t2 - t1 <= 2 * 3600 * 1_000_000 and drawn >= 100_000
+        return [k1, k2], d2, [self.label("pass_through", c, t2, [k1, k2])] if quick else []
 
     def purpose_violation(self, c: Case) -> list[LabelRow]:
         w, rng = self.w, self.rng
@@ -113,7 +121,7 @@ class FundCases:
         # via a front company (in the contract, or paid from the borrower's account), which forwards most
         # of it within 1-3 days, through a second front for two intermediaries
         a = rng.uniform(0.10, 0.28) * self.P(c)
-        keys, d = self.to_front(c, d, a)
+        keys, d, also = self.to_front(c, d, a)
         fronts = c.p["fronts"]
         for hop in range(c.hops):
             last = hop == c.hops - 1
@@ -122,7 +130,7 @@ class FundCases:
             d = self.later(d, 1, 3)
             k, ts = self.pay(d, self.hours(), self.acc(fronts[hop]), self.acc(dst), a, c)
             keys.append(k)
-        return [self.label("purpose_violation", c, ts, keys, c.hops)]
+        return [self.label("purpose_violation", c, ts, keys, c.hops)] + also
 
     def entrusted_payment_mismatch(self, c: Case) -> list[LabelRow]:
         w, rng = self.w, self.rng
@@ -140,7 +148,7 @@ class FundCases:
         w, rng = self.w, self.rng
         back = int(w.borrower[c.b] if rng.random() < 0.5 else w.owner[c.b])  # owner: declared ownership
         a = rng.uniform(0.10, 0.28) * self.P(c)
-        keys, d = self.to_front(c, self.day0(c), a)
+        keys, d, also = self.to_front(c, self.day0(c), a)
         fronts = c.p["fronts"]
         ret, src = a * rng.uniform(0.80, 0.95), fronts[0]
         if c.hops == 2:
@@ -149,7 +157,7 @@ class FundCases:
             src = fronts[1]
         d = self.later(d, 1, 3 if c.hops == 1 else 2)
         k, ts = self.pay(d, self.hours(), self.acc(src), self.acc(back), ret, c)
-        return [self.label("round_trip", c, ts, keys + [k], c.hops)]
+        return [self.label("round_trip", c, ts, keys + [k], c.hops)] + also
 
     def splitting(self, c: Case) -> list[LabelRow]:
         """5-12 transfers of 45,000-49,999.99 in one morning to 2-4 non-contracted payees."""

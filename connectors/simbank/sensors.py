@@ -16,7 +16,8 @@ days about every 40 days, and outside holidays never 9 or more days in a row
 away. Site network outages (the gateway loses its uplink: every reading and
 heartbeat of the site in the outage is lost) come about every 60 days per
 site and last from half an hour to four days (lognormal, median 10 hours).
-One reading in 2,000 is lost on its own.
+One reading in 2,000 is lost on its own, and one inventory count in 500 misreads
+stock being moved (20-80% of the true level).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ READ_AT = np.array([10.0, 18.0, 23.75, 20.0, 8.5, 12.5, 16.5, 21.5]) * 3600  # l
 JITTER = np.array([900, 1200, 240, 600, 120, 120, 120, 120])  # seconds either side
 OUTAGE_EVERY_DAYS = 60
 OUTAGE_MEDIAN_H, OUTAGE_MIN_H, OUTAGE_MAX_H = 10.0, 0.5, 96.0
+MISCOUNT = 1 / 500  # inventory counts that misread
 AWAY_AT_MOST = 8  # days in a row without an executive, outside holidays
 
 
@@ -67,6 +69,10 @@ class SensorGrid:
             level = np.where(level < 1.03 * pledged, 2.06 * pledged - level, level)
             level = np.minimum(level, 2 * pledged)
             self.value[:, d, INVENTORY] = np.round(level, 1)
+        miscount = rng.random((S, D)) < MISCOUNT
+        self.value[:, :, INVENTORY] = np.where(miscount, np.round(self.value[:, :, INVENTORY] *
+                                                                  rng.uniform(0.2, 0.8, (S, D)), 1),
+                                               self.value[:, :, INVENTORY])
         self.value[:, :, EXEC] = self._executives(rng, act, wd)
         self._outages(rng, h)
 
