@@ -122,15 +122,19 @@ function drawGraph(graph, borrower) {
     "aria-label": graph.circle ? "guarantee circle" : "route"});
   svg.append(el("defs", {}, el("marker", {id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7,
     markerHeight: 7, orient: "auto-start-reverse"}, el("path", {d: "M 0 0 L 10 5 L 0 10 z", fill: "#5b6b7c"}))));
-  graph.edges.forEach((e, i) => {
+  const seen = {};  // edges between the same two parties (a round trip) are drawn apart
+  graph.edges.forEach((e) => {
     const [x1, y1] = pos[e.src], [x2, y2] = pos[e.dst];
-    const len = Math.hypot(x2 - x1, y2 - y1) || 1, r = 24;
-    const bend = graph.circle || e.src !== graph.edges[i - 1]?.src ? 0 : 14 * i;
-    const a = [x1 + (x2 - x1) * r / len, y1 + (y2 - y1) * r / len], b = [x2 - (x2 - x1) * r / len, y2 - (y2 - y1) * r / len];
+    const pair = [e.src, e.dst].sort().join(" ");
+    const k = seen[pair] = (seen[pair] ?? -1) + 1;
+    const len = Math.hypot(x2 - x1, y2 - y1) || 1, r = 24, bend = k ? 30 * k : 0;
+    const nx = -(y2 - y1) / len * bend * (e.src < e.dst ? 1 : -1), ny = (x2 - x1) / len * bend * (e.src < e.dst ? 1 : -1);
+    const a = [x1 + (x2 - x1) * r / len + nx, y1 + (y2 - y1) * r / len + ny];
+    const b = [x2 - (x2 - x1) * r / len + nx, y2 - (y2 - y1) * r / len + ny];
     const label = (e.kind === "guarantee" ? "担保 guarantees " : e.kind === "shared" ? "共用 shares " : "") + e.label;
     svg.append(el("g", {class: `edge ${e.kind}`, "data-ref": e.ref || ""},
-      el("line", {x1: a[0], y1: a[1] + bend, x2: b[0], y2: b[1] + bend, "marker-end": e.kind === "shared" ? "" : "url(#arrow)"}),
-      el("text", {x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 8 + bend, "text-anchor": "middle", text: label})));
+      el("line", {x1: a[0], y1: a[1], x2: b[0], y2: b[1], "marker-end": e.kind === "shared" ? "" : "url(#arrow)"}),
+      el("text", {x: (a[0] + b[0]) / 2, y: (a[1] + b[1]) / 2 - 6, "text-anchor": "middle", text: label})));
   });
   for (const id of graph.nodes) {
     const [x, y] = pos[id];
