@@ -47,6 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.data import simulated  # noqa: E402
 from connectors.broker import Tansu, free_port  # noqa: E402
 
 PARTITIONS = 4
@@ -54,15 +55,6 @@ MARKER_EVERY = 20
 
 
 # --- data ---------------------------------------------------------------------
-
-
-def simulated(seed: int, borrowers: int, days: int) -> Path:
-    from connectors.simbank import simulate
-
-    data = ROOT / "benchmarks" / ".data" / f"s{seed}-b{borrowers}-d{days}"
-    if not (data / "manifest.json").exists():
-        simulate(seed, borrowers, days, data)
-    return data
 
 
 def stream(data: Path) -> list[tuple[str, bytes, bytes]]:

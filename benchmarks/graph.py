@@ -303,13 +303,11 @@ def fund_tracing(graph: GuaranteeGraph, new: list[Relation], args) -> dict:
     Times Tracer.follow alone over every transaction in event order, and
     beside it the simplest alternative, the direct-only check a rule without
     tracing makes (is the payer a disbursement account: one dict look-up)."""
+    from benchmarks.data import simulated
     from connectors.reference_files import load_reference
-    from connectors.simbank import simulate
     from engine.tracing import Tracer
 
-    data = ROOT / "benchmarks" / ".data" / "s7-b2000-d90"
-    if not (data / "manifest.json").exists():
-        simulate(7, 2000, 90, data)
+    data = simulated(7, 2000, 90)
     ref = load_reference(data)
     party = {a: acc.party_id for a, acc in ref.accounts.items()}
     rows = pl.read_parquet(data / "transactions.parquet", columns=["id", "ts", "from_account", "to_account", "amount"])

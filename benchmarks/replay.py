@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.files import FileSource  # noqa: E402
-from connectors.simbank import simulate  # noqa: E402
+from benchmarks.data import simulated  # noqa: E402
 from dataflows import app  # noqa: E402
 
 PROHIBITED = {"real_estate", "securities", "futures", "crypto", "lending", "gambling"}
@@ -61,7 +61,8 @@ def baseline(data: Path) -> tuple[int, int, float]:
         ):
             alerts += 1
         unknown = payee not in loan["contracted_payees"] and payee not in known.get(loan["borrower_id"], ())
-        if row["amount"] / loan["principal"] >= 0.3 and unknown and parties[payee]["kind"] != "bank":
+        own = payee == loan["borrower_id"]  # drawing a self-payment loan to the borrower's own account
+        if row["amount"] / loan["principal"] >= 0.3 and unknown and not own and parties[payee]["kind"] != "bank":
             alerts += 1
         if row["channel"] == "cash" and row["amount"] >= 50_000:
             alerts += 1
@@ -75,11 +76,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args()
 
-    data = ROOT / "benchmarks" / ".data" / f"s{args.seed}-b{args.borrowers}-d{args.days}"
-    if not (data / "manifest.json").exists():
-        t = time.perf_counter()
-        simulate(args.seed, args.borrowers, args.days, data)
-        print(f"simulated in {time.perf_counter() - t:.1f}s")
+    t = time.perf_counter()
+    data = simulated(args.seed, args.borrowers, args.days)
+    print(f"simulated bank ready in {time.perf_counter() - t:.1f}s: {data.name}")
 
     with tempfile.TemporaryDirectory() as tmp:
         three = three_rule_pack(Path(tmp))

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.files import FileSource, read_raw  # noqa: E402
 from connectors.reference_files import load_reference  # noqa: E402
-from connectors.simbank import simulate  # noqa: E402
+from benchmarks.data import simulated  # noqa: E402
 from dataflows import app  # noqa: E402
 from engine.batch import Batch  # noqa: E402
 from engine.context import STREAM_OF, TxView, enrich_batch, trace_batch  # noqa: E402
@@ -44,10 +44,10 @@ from engine.rules.pack import load_pack  # noqa: E402
 from engine.tracing import Tracer  # noqa: E402
 
 
-def enriched(data: Path, ref) -> tuple[list, float]:
+def enriched(data: Path, ref, pack) -> tuple[list, float]:
     """Every event of the bank, decoded, enriched and traced, in event-time order."""
     started = time.perf_counter()
-    tracer, views = Tracer(), []
+    tracer, views = Tracer(pack.tracing), []
     raws = [raw for stream in ("transactions", "sensors")
             for batch in read_raw(stream, data / f"{stream}.parquet", batch=5000) for raw in batch]
     times = pl.concat([pl.read_parquet(data / f"{s}.parquet", columns=["ts"]) for s in ("transactions", "sensors")])
@@ -99,12 +99,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--skip-flow", action="store_true")
     args = parser.parse_args()
-    data = ROOT / "benchmarks" / ".data" / f"s{args.seed}-b{args.borrowers}-d{args.days}"
-    if not (data / "manifest.json").exists():
-        simulate(args.seed, args.borrowers, args.days, data)
-
+    data = simulated(args.seed, args.borrowers, args.days)
     ref, pack = load_reference(data), load_pack(app.DEFAULT_RULES)
-    views, prep_seconds = enriched(data, ref)
+    views, prep_seconds = enriched(data, ref, pack)
     n_tx = sum(type(v) is TxView for v in views)
     print(f"{len(views):,} events ({n_tx:,} transactions) decoded, enriched and traced in {prep_seconds:.1f}s "
           f"({prep_seconds / len(views) * 1e6:.1f} µs/event)")

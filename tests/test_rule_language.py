@@ -3,8 +3,11 @@ references and exceptions, compiled from YAML and run on real enriched events.""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from engine.context import enrich
@@ -89,6 +92,21 @@ def test_conditions(tmp_path, condition, fires_on):
     assert {v.id for v in (CASH, BROKER, RENT) if r.in_scope(v)} == fires_on
 
 
+def test_during_reads_the_calendar_day_in_the_banks_time_zone(tmp_path):
+    path = tmp_path / "XX-001.yaml"
+    path.write_text(RULE.format(detection="  s: {ts|during: ['2026-01-08/2026-01-09', '2026-02-01']}\n  condition: s"))
+    r = compile_rule(source.load(path), LISTS, ZoneInfo("Asia/Shanghai"))
+    days = {"2026-01-07T15:59:00+00:00": False,  # 23:59 on the 7th in Shanghai
+            "2026-01-07T16:00:00+00:00": True,  # midnight: the 8th in Shanghai, still the 7th in UTC
+            "2026-01-09T15:59:00+00:00": True, "2026-01-09T16:00:00+00:00": False,
+            "2026-02-01T12:00:00+00:00": True}
+    for when, expected in days.items():
+        view = msgspec.structs.replace(RENT, ts=datetime.fromisoformat(when))
+        assert r.in_scope(view) is expected, when
+    utc = compile_rule(source.load(path), LISTS)  # without a time zone the days are UTC days
+    assert not utc.in_scope(msgspec.structs.replace(RENT, ts=datetime.fromisoformat("2026-01-07T16:00:00+00:00")))
+
+
 def test_exception_stops_a_match_and_explanation_names_what_held(tmp_path):
     path = tmp_path / "XX-001.yaml"
     text = RULE.format(detection="  funded: {funded_by_loan: true}\n  big: {amount|gte: 50000}\n  condition: funded and big")
@@ -111,6 +129,10 @@ def test_exception_stops_a_match_and_explanation_names_what_held(tmp_path):
     ("  s: {amount|gte: 1}\n  condition: 1 of x*", "'x*' matches no selection"),
     ("  s: {amount|gte: 1}\n  condition: s and", "condition ends too early"),
     ("  s: {amount|gte: 1}", "detection needs a 'condition'"),
+    ("  s: {amount|during: ['2026-01-01']}\n  condition: s", "during needs a time or date field, 'amount' is number"),
+    ("  s: {ts|during: '2026-01-01'}\n  condition: s", "during takes a list of dates or date ranges"),
+    ("  s: {ts|during: ['2026-03-01/2026-02-01']}\n  condition: s", "is not a date (2026-02-08) or a date range"),
+    ("  s: {ts|during: [tomorrow]}\n  condition: s", "'tomorrow' is not a date"),
 ])
 def test_language_errors(tmp_path, detection, message):
     with pytest.raises(RuleError) as err:

@@ -234,8 +234,9 @@ class _Compiler:
             if a.require_activity is not None:
                 act, path = a.require_activity, ("absence", "require_activity")
                 view = VIEWS[act.stream]
-                activity = Activity(act.stream, self.selection((*path, "where"), act.where, view),
-                                    self.getter((*path, "key"), act.key, view), self.getter((*path, "key"), act.key),
+                key = self.getter((*path, "key"), act.key, view)
+                start_key = key if view is self.view else self.getter((*path, "key"), act.key)
+                activity = Activity(act.stream, self.selection((*path, "where"), act.where, view), key, start_key,
                                     act.min_hours)
             return AbsenceKind(
                 self.getter(("absence", "key"), a.key), self.selection(("absence", "start"), a.start),

@@ -1,0 +1,22 @@
+"""The simulated banks the benchmarks run on, cached under benchmarks/.data.
+
+A cache entry is named after the arguments and a digest of the simulator's
+source, so a changed simulator never serves a benchmark yesterday's bank."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SIMBANK = ROOT / "connectors" / "simbank"
+
+
+def simulated(seed: int, borrowers: int, days: int) -> Path:
+    from connectors.simbank import simulate
+
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(SIMBANK.glob("*.py")))).hexdigest()[:10]
+    data = ROOT / "benchmarks" / ".data" / f"s{seed}-b{borrowers}-d{days}-{digest}"
+    if not (data / "manifest.json").exists():
+        simulate(seed, borrowers, days, data)
+    return data
