@@ -109,7 +109,8 @@ class Tracer:
 
     bounds: Bounds = field(default_factory=Bounds)
     parts: dict[str, list[_Part]] = field(default_factory=dict)  # account -> loan-money attributions
-    own: dict[str, list] = field(default_factory=dict)  # account -> [decayed own receipts, time of the last]
+    # account -> [own receipts decayed to the last one, its time in epoch seconds]
+    own: dict[str, list] = field(default_factory=dict)
     swept_at: datetime | None = None  # event time of the last expiry sweep
 
     def follow(
@@ -122,12 +123,14 @@ class Tracer:
         b = self.bounds
         loan = ref.loan_by_account.get(from_account)
         if loan is not None:
-            sources, own_paid = [_Part(loan.id, loan.borrower_id, amount, 0, loan.disbursed_at, ())], 0.0
-        else:
-            sources, own_paid = self._take(from_account, amount, ts, payer)
+            sources, untraced = [_Part(loan.id, loan.borrower_id, amount, 0, loan.disbursed_at, ())], 0.0
+        elif from_account in self.parts:
+            sources, untraced = self._take(from_account, amount, ts, payer)
+        else:  # the common case: an account holding no loan money pays its own money
+            sources, untraced = (), amount
         payee_party = ref.parties.get(payee)
         to_bank = payee_party is not None and payee_party.kind == "bank"
-        traces, untraced = [], own_paid
+        traces = []
         for part in sources:
             if part.amount < b.min_amount:
                 untraced += part.amount
@@ -150,68 +153,65 @@ class Tracer:
             else:
                 untraced += part.amount
         if not to_bank:
-            self._add_own(to_account, untraced, ts)
+            self._add_own(to_account, untraced, ts.timestamp())
         return traces
 
     def _take(self, account: str, amount: float, ts: datetime, payer: str) -> tuple[list[_Part], float]:
-        """The loan money and own money in a payment of `amount`: the draw it passes on, if it passes
-        one of the payer's own on, else in proportion to the holdings."""
-        held = self.parts.get(account)
-        if held is None:
-            return [], amount
-        own = self.own_money(account, ts)
-        live, expired = [], 0.0
-        for p in held:
-            if ts - p.disbursed_at > self.bounds.max_age:
-                expired += p.amount
-            else:
-                live.append(p)
-        if expired:  # no longer followed: it is the holder's own money now
-            self._add_own(account, expired, ts)
-            own += expired
-        taken: list[_Part] = []
+        """The loan money worth following in a payment of `amount`, and the rest of it: the draw it
+        passes on, if it passes one of the payer's own on, else in proportion to the holdings."""
+        held = self.parts[account]
+        oldest = ts - self.bounds.max_age
+        live = [p for p in held if p.disbursed_at >= oldest]
+        if len(live) < len(held):  # expired: no longer followed, the holder's own money now
+            self._add_own(account, sum(p.amount for p in held if p.disbursed_at < oldest), ts.timestamp())
         low, high = MATCH
-        draw = next((p for p in reversed(live)
-                     if p.borrower_id == payer and low * p.amount <= amount <= high * p.amount), None)
-        if draw is not None:
-            left = amount - self._share([draw], min(1.0, amount / draw.amount), taken)
-        else:
-            held_money = sum(p.amount for p in live)
-            left = amount - self._share(live, min(1.0, amount / (held_money + own)), taken) if live else amount
-        live = [p for p in live if p.amount > 1e-6]  # oldest first
-        if live:
-            self.parts[account] = live
+        chosen = None
+        for p in reversed(live):
+            if p.borrower_id == payer and low * p.amount <= amount <= high * p.amount:
+                chosen, fraction = (p,), min(1.0, amount / p.amount)
+                break
+        if chosen is None:
+            chosen = live
+            fraction = min(1.0, amount / (sum(p.amount for p in live) + self.own_money(account, ts)))
+        minimum, taken, left, crumbs = self.bounds.min_amount, [], amount, 0.0
+        for p in chosen:
+            used = p.amount * fraction
+            p.amount -= used
+            if used >= minimum:
+                taken.append(_Part(p.loan_id, p.borrower_id, used, p.hops, p.disbursed_at, p.route))
+                left -= used
+        keep = []
+        for p in live:  # an attribution below the minimum can never be followed again: own money
+            if p.amount >= minimum:
+                keep.append(p)
+            else:
+                crumbs += p.amount
+        if crumbs:
+            self._add_own(account, crumbs, ts.timestamp())
+        if keep:
+            self.parts[account] = keep
         else:
             del self.parts[account]
         return taken, left
-
-    @staticmethod
-    def _share(parts: list[_Part], fraction: float, taken: list[_Part]) -> float:
-        """Take `fraction` of each attribution; returns the loan money taken."""
-        total = 0.0
-        for p in parts:
-            used = p.amount * fraction
-            p.amount -= used
-            total += used
-            taken.append(_Part(p.loan_id, p.borrower_id, used, p.hops, p.disbursed_at, p.route))
-        return total
 
     def _give(self, account: str, part: _Part, ts: datetime) -> None:
         held = self.parts.setdefault(account, [])
         held.append(part)
         if len(held) > self.bounds.max_parts:
             oldest = held.pop(0)  # bounded state: the oldest attribution becomes own money
-            self._add_own(account, oldest.amount, ts)
+            self._add_own(account, oldest.amount, ts.timestamp())
 
-    def _add_own(self, account: str, amount: float, ts: datetime) -> None:
+    def _add_own(self, account: str, amount: float, now: float) -> None:
+        """Count a receipt of the account's own money (`now` in epoch seconds)."""
         if amount <= 0:
             return
         entry = self.own.get(account)
         if entry is None:
-            self.own[account] = [amount, ts]
-        else:
-            entry[0] = self.own_money(account, ts) + amount
-            entry[1] = max(entry[1], ts)
+            self.own[account] = [amount, now]
+        else:  # decayed to now (a late receipt does not grow what came after it)
+            entry[0] = entry[0] * math.exp(min(entry[1] - now, 0.0) / _WINDOW_S) + amount
+            if now > entry[1]:
+                entry[1] = now
 
     def loan_money(self, account: str) -> float:
         return sum(p.amount for p in self.parts.get(account, ()))
@@ -222,7 +222,7 @@ class Tracer:
         if entry is None:
             return 0.0
         received, last = entry
-        return received * math.exp(-max((now - last).total_seconds(), 0.0) / _WINDOW_S)
+        return received * math.exp(min(last - now.timestamp(), 0.0) / _WINDOW_S)
 
     def expire_before(self, now: datetime) -> None:
         """Drop attributions older than max_age and own balances quiet that long; at most once a day of event time."""
@@ -234,12 +234,13 @@ class Tracer:
             held = self.parts[account]
             kept = [p for p in held if now - p.disbursed_at <= max_age]
             if len(kept) < len(held):
-                self._add_own(account, sum(p.amount for p in held) - sum(p.amount for p in kept), now)
+                self._add_own(account, sum(p.amount for p in held) - sum(p.amount for p in kept), now.timestamp())
             if kept:
                 self.parts[account] = kept
             else:
                 del self.parts[account]
-        for account in [a for a, (_, last) in self.own.items() if now - last > max_age]:
+        cutoff = (now - max_age).timestamp()
+        for account in [a for a, (_, last) in self.own.items() if last < cutoff]:
             del self.own[account]
 
 
