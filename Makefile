@@ -14,6 +14,9 @@ run: $(STAMP)  ## the embedded default: 60 simulated days of the simulated bank,
 	$(VENV)/bin/fundwatch run --days 60
 
 test: $(STAMP)  ## the whole test suite: rule packs (lint, embedded tests), then pytest
+	@# the page tests drive Debian's chromium; the CJK font draws the page's Chinese labels
+	command -v chromium >/dev/null && fc-list | grep -qi wenquanyi || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-zenhei)
 	$(VENV)/bin/fundwatch rules lint rules/
 	$(VENV)/bin/fundwatch rules test rules/
 	$(VENV)/bin/python -m pytest

@@ -14,9 +14,10 @@ import structlog
 from bytewax.inputs import Source
 from bytewax.run import cli_main
 
-from connectors.alert_store import AlertStore
+from connectors.alert_store import AlertStore, RuleText
 from connectors.reference_files import load_reference
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
+from dataflows.api.server import Listen, serve_beside
 from dataflows.flow import build_flow
 from engine.batch import Raw
 from engine.evaluate import Score, Scored, score
@@ -24,6 +25,7 @@ from engine.records import Label
 from engine.rules.errors import RuleError
 from engine.rules.live import LivePack
 from engine.rules.pack import Pack
+from engine.rules.spec import RuleSpec
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules" / "post_loan"
 DEFAULT_DB = Path("fundwatch.duckdb")
@@ -51,13 +53,16 @@ def run_flow(
     reload_interval: float = 1.0,
     process_id: int | None = None,
     addresses: list[str] | None = None,
+    api: Listen | None = None,
 ) -> RunResult:
     """Run the flow to the end of `source`. With `process_id` and `addresses` this
     process is one of a Bytewax cluster; process 0 owns the DuckDB file (and the
-    run's statistics: the others report only their own console lines)."""
+    run's statistics: the others report only their own console lines). With
+    `api` the owner serves the workbench over the store while it runs."""
     reference = load_reference(reference_dir)
     owner = not process_id
     live = live_pack(rules, db, owner, reload_interval)
+    server = serve_beside(db, api) if api is not None and owner else None
     stats = RunStats()
     sinks = [StoreSink(db, stats, owner=owner)] + ([ConsoleSink(emit)] if emit else [])
     flow = build_flow(source, reference, live.current, sinks)
@@ -66,6 +71,9 @@ def run_flow(
         cli_main(flow, process_id=process_id, addresses=addresses)
     except KeyboardInterrupt:
         log.info("run_interrupted")  # what was stored stays stored; report it
+    finally:
+        if server is not None:
+            server.stop()
     result = RunResult(live.pack, stats, time.perf_counter() - started)
     log.info(
         "run_finished", events=stats.events, alerts_new=stats.alerts_new,
@@ -87,9 +95,14 @@ def live_pack(
     if owner:
         pack = live.pack
         store = AlertStore(db)
-        store.record_pack(pack.id, pack.version, pack.digest, {r.id: r.spec.version for r in pack.rules})
+        store.record_pack(pack.id, pack.version, pack.digest, [rule_text(r.spec) for r in pack.rules])
         store.close()  # the flow's store sink is the one writer from here on
     return live
+
+
+def rule_text(spec: RuleSpec) -> RuleText:
+    return RuleText(rule_id=spec.id, version=spec.version, title=spec.title, description=spec.description,
+                    investigation=spec.investigation, false_positives=spec.false_positives)
 
 
 def _pack_refused(err: RuleError) -> None:

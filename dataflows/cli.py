@@ -14,6 +14,7 @@ import click
 
 from connectors.errors import InputError
 from dataflows import app
+from dataflows.alerts_cli import alerts, serve, tokens
 from dataflows.graph_cli import graph
 from dataflows.logs import configure
 from dataflows.rules_cli import rules
@@ -45,6 +46,9 @@ def main(log_level: str) -> None:
 
 main.add_command(rules)
 main.add_command(graph)
+main.add_command(alerts)
+main.add_command(tokens)
+main.add_command(serve)
 
 
 @main.command()
@@ -79,9 +83,12 @@ def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -
               help='Daemon: every cluster process as "host:port;host:port", in process-id order.')
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Daemon: worker threads per process (they share one interpreter lock).")
+@click.option("--api-port", type=click.IntRange(0, 65535), default=9480, show_default=True,
+              help="Embedded run: serve the workbench on 127.0.0.1 at this port while running; 0: no.")
 @click.pass_context
 def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers: int, db: Path, rules: Path,
-        config: Path | None, processes: int, process_id: int | None, addresses: str | None, workers: int) -> None:
+        config: Path | None, processes: int, process_id: int | None, addresses: str | None, workers: int,
+        api_port: int) -> None:
     """Run the engine: on the built-in simulated bank as a live feed, or with
     --config as the daemon against Kafka."""
     if config is not None:
@@ -104,7 +111,9 @@ def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     source = PacedSource(stream_files(data), speed, until, keep_open=days is None, stopping=stopping)
-    result = app.run_flow(source, data, db, rules, emit=click.echo)
+    from dataflows.api.server import Listen
+
+    result = app.run_flow(source, data, db, rules, emit=click.echo, api=Listen(port=api_port) if api_port else None)
     click.echo("")
     for line in app.summary_lines(result, db):
         click.echo(line)
@@ -136,46 +145,6 @@ def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None,
         click.echo("")
         for line in app.score_lines(app.evaluate(db, result.pack, labels_path)):
             click.echo(line)
-
-
-@main.group()
-def alerts() -> None:
-    """Read the alert store."""
-
-
-@alerts.command("list")
-@click.option("--rule")
-@click.option("--level", type=click.Choice(["low", "medium", "high", "critical"]))
-@click.option("--borrower")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@DB
-def alerts_list(rule: str | None, level: str | None, borrower: str | None, limit: int, db: Path) -> None:
-    """List alerts, oldest event first."""
-    from connectors.alert_store import AlertStore
-
-    store = AlertStore(db, read_only=True)
-    rows = store.alerts(rule=rule, level=level, borrower=borrower, limit=limit)
-    store.close()
-    for a in rows:
-        click.echo(f"{a['id']}  {a['event_time']:%Y-%m-%d %H:%M}  {a['level']:8} {a['score']:3d} "
-                   f"{a['rule_id']} {a['borrower_id']} {a['loan_id'] or '-'}  {a['summary']}")
-
-
-@alerts.command("show")
-@click.argument("alert_id")
-@DB
-def alerts_show(alert_id: str, db: Path) -> None:
-    """Show one alert (id or unique id prefix) with its evidence."""
-    from connectors.alert_store import AlertStore
-
-    store = AlertStore(db, read_only=True)
-    alert = store.alert(alert_id)
-    store.close()
-    if alert is None:
-        raise click.ClickException(f"no single alert with id {alert_id!r}")
-    for key in ("evidence", "model_versions"):
-        alert[key] = json.loads(alert[key]) if alert[key] else None
-    click.echo(json.dumps(alert, indent=2, default=str))
 
 
 def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | None, addresses: str | None,

@@ -89,6 +89,15 @@ class Http(Conf):
     port: Annotated[int, Meta(ge=0, le=65535)] = 9464  # process i listens on port + i; 0 turns it off
 
 
+class Api(Conf):
+    """The analysts' workbench, served by process 0 (it owns the store)."""
+
+    host: str = "127.0.0.1"  # anything but loopback needs tls_cert and tls_key
+    port: Annotated[int, Meta(ge=0, le=65535)] = 9480  # 0 turns it off
+    tls_cert: str = ""
+    tls_key: str = ""
+
+
 class Output(Conf):
     delivery_timeout: Seconds = 30  # per delivery attempt; an unconfirmed alert is sent again
 
@@ -107,6 +116,7 @@ class Settings(Conf):
     reference: Reference = Reference()
     recovery: Recovery = Recovery()
     http: Http = Http()
+    api: Api = Api()
     output: Output = Output()
     dead_letters: DeadLetters = DeadLetters()
     duckdb: str = "fundwatch.duckdb"
@@ -137,7 +147,8 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Setting
 
 
 # read by click options of other commands, not settings of the daemon
-_CLI_ONLY = frozenset({"FUNDWATCH_DB", "FUNDWATCH_RULES", "FUNDWATCH_LOG_LEVEL", "FUNDWATCH_CONFIG"})
+_CLI_ONLY = frozenset({"FUNDWATCH_DB", "FUNDWATCH_RULES", "FUNDWATCH_LOG_LEVEL", "FUNDWATCH_CONFIG", "FUNDWATCH_API",
+                       "FUNDWATCH_TOKEN", "FUNDWATCH_DB_KEY"})
 
 
 def _put(data: dict, keys: list[str], value: Any) -> None:

@@ -34,6 +34,7 @@ from connectors.redact import Redaction
 from connectors.reference_files import load_snapshot
 from connectors.sinks import StoreSink
 from dataflows import http
+from dataflows.api.server import Listen, serve_beside
 from dataflows.app import live_pack
 from dataflows.config import ConfigError, Settings, kafka_config
 from dataflows.flow import build_flow
@@ -69,6 +70,10 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
     status.running = True
 
     live = live_pack(Path(settings.rules), Path(settings.duckdb), pid == 0, on_load=_pack_metric)
+    api = None
+    if pid == 0 and settings.api.port:  # the workbench lives with the store's owner
+        a = settings.api
+        api = serve_beside(Path(settings.duckdb), Listen(a.host, a.port, a.tls_cert, a.tls_key))
 
     reference = load_snapshot(Path(settings.reference.snapshot)) if settings.reference.snapshot else Reference()
     feed = None
@@ -113,6 +118,8 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
             feed.close()
         if server is not None:
             server.shutdown()
+        if api is not None:
+            api.stop()
     log_.info("daemon_stopped", seconds=round(time.monotonic() - started, 1))
     return 0
 

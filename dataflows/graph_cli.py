@@ -110,13 +110,11 @@ def describe(party: str, ref: Reference, guarantees: GuaranteeGraph, depth: int,
 def _alert_lines(party: str, db: Path, limit: int) -> list[str]:
     if not db.exists():
         return ["", f"alerts: no alert store at {db}"]
-    import duckdb
-
-    from connectors.alert_store import AlertStore
+    from connectors.alert_store import AlertStore, StoreError
 
     try:
         store = AlertStore(db, read_only=True)
-    except duckdb.Error as e:
+    except StoreError as e:
         return ["", f"alerts: cannot read {db}: {e}"]
     try:
         rows = store.alerts(borrower=party)

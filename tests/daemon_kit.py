@@ -224,6 +224,7 @@ class Daemon:
         """`extra`: more lines for the config's [input] section, e.g. "batch_size = 100"."""
         self.tmp, self.processes = tmp, processes
         self.http_port = free_port() if processes == 1 else _free_ports(processes)
+        self.api_port = free_port()
         self.db = tmp / "alerts.duckdb"
         self.log = tmp / f"{name}.log"
         self.config = tmp / f"{name}.toml"
@@ -252,6 +253,9 @@ snapshot_interval = 1
 
 [http]
 port = {self.http_port}
+
+[api]
+port = {self.api_port}
 
 [input]
 idle_wait = 0.01

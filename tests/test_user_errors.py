@@ -48,7 +48,7 @@ def test_a_store_locked_by_another_process(tmp_path):
         line = one_line(fundwatch("alerts", "show", "x", "--db", str(db)))
     finally:
         holder.close()
-    assert "in use by another fundwatch process" in line
+    assert "is in use by another process" in line
 
 
 @pytest.mark.parametrize("args", [("alerts", "list", "--limit", "-1"), ("--log-level", "loud", "alerts", "list")])
@@ -93,7 +93,7 @@ def test_a_second_run_on_the_same_store_is_refused_and_the_first_keeps_running(t
             if " CO-001 " in line or "HIGH" in line or "CRITICAL" in line or "MEDIUM" in line:
                 break
         second = fundwatch(*args[3:], cwd=tmp_path)
-        assert "in use by another fundwatch process" in one_line(second)
+        assert "is in use by another process" in one_line(second)
         assert first.poll() is None
     finally:
         first.send_signal(signal.SIGTERM)
