@@ -66,6 +66,9 @@ def _reach(fn: Callable) -> Callable:
             if bench is None:
                 from connectors.alert_store import StoreError
 
+                if not db.is_file():  # a mistyped --db is a mistake, not a new empty store
+                    raise click.ClickException(f"{db}: no alert store there (run or replay writes it; "
+                                               "--db or FUNDWATCH_DB names it)")
                 try:
                     bench = Local(db)
                 except StoreError as e:

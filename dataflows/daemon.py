@@ -69,44 +69,44 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         log_.info("http_listening", host=settings.http.host, port=settings.http.port + pid)
     status.running = True
 
-    live = live_pack(Path(settings.rules), Path(settings.duckdb), pid == 0, on_load=_pack_metric)
-    api = None
-    if pid == 0 and settings.api.port:  # the workbench lives with the store's owner
-        a = settings.api
-        api = serve_beside(Path(settings.duckdb), Listen(a.host, a.port, a.tls_cert, a.tls_key))
+    feed = api = None
+    try:  # whatever stops the start (a missing topic, a signal) still closes what was opened
+        live = live_pack(Path(settings.rules), Path(settings.duckdb), pid == 0, on_load=_pack_metric)
+        if pid == 0 and settings.api.port:  # the workbench lives with the store's owner
+            a = settings.api
+            api = serve_beside(Path(settings.duckdb), Listen(a.host, a.port, a.tls_cert, a.tls_key))
 
-    reference = load_snapshot(Path(settings.reference.snapshot)) if settings.reference.snapshot else Reference()
-    feed = None
-    if settings.topics.reference():
-        feed = ReferenceFeed(kafka_config(settings), settings.topics.reference(), reference,
-                             report_dead=pid == 0, stopping=stopping)
-        feed.catch_up(settings.reference.wait_for_topics)
+        reference = load_snapshot(Path(settings.reference.snapshot)) if settings.reference.snapshot else Reference()
+        if settings.topics.reference():
+            feed = ReferenceFeed(kafka_config(settings), settings.topics.reference(), reference,
+                                 report_dead=pid == 0, stopping=stopping)
+            feed.catch_up(settings.reference.wait_for_topics)
 
-    source = KafkaInput(
-        kafka_config(settings, **{"group.id": settings.kafka.group_id}), settings.topics.streams(),
-        batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
-        idle_wait=settings.input.idle_wait,
-        stopping=stopping, stop_wait=settings.recovery.snapshot_interval + 1 if settings.recovery.directory else 0,
-        snapshot_events=settings.recovery.snapshot_events if settings.recovery.directory else 1 << 62,
-        on_poll=feed.apply if feed is not None else None,
-    )
-    redaction = Redaction(settings.dead_letters.payload, settings.dead_letters.max_payload)
-    sinks = [
-        StoreSink(Path(settings.duckdb), owner=pid == 0, redaction=redaction),
-        KafkaOutput(kafka_config(settings), settings.topics.alerts, settings.topics.dead_letters,
-                    delivery_timeout=settings.output.delivery_timeout, owner=pid == 0, redaction=redaction),
-    ]
-    initial = snapshot_events(reference, settings.reference.snapshot) if pid == 0 and settings.reference.snapshot else []
-    flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial),
-                      lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None,
-                      limits=Limits(settings.input.max_amount, settings.input.max_text))
-    broker_watch.watch(kafka_config(settings), stopping)
-    status.ready = True
-    metrics.READY.set(1)
-    log_.info("daemon_started", workers=workers, processes=len(addresses or [None]),
-              recovery=bool(recovery), streams=sorted(settings.topics.streams()))
-    started = time.monotonic()
-    try:
+        source = KafkaInput(
+            kafka_config(settings, **{"group.id": settings.kafka.group_id}), settings.topics.streams(),
+            batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
+            idle_wait=settings.input.idle_wait, stopping=stopping,
+            stop_wait=settings.recovery.snapshot_interval + 1 if recovery else 0,
+            snapshot_events=settings.recovery.snapshot_events if recovery else 1 << 62,
+            on_poll=feed.apply if feed is not None else None,
+        )
+        redaction = Redaction(settings.dead_letters.payload, settings.dead_letters.max_payload)
+        sinks = [
+            StoreSink(Path(settings.duckdb), owner=pid == 0, redaction=redaction),
+            KafkaOutput(kafka_config(settings), settings.topics.alerts, settings.topics.dead_letters,
+                        delivery_timeout=settings.output.delivery_timeout, owner=pid == 0, redaction=redaction),
+        ]
+        initial = (snapshot_events(reference, settings.reference.snapshot)
+                   if pid == 0 and settings.reference.snapshot else [])
+        flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial),
+                          lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None,
+                          limits=Limits(settings.input.max_amount, settings.input.max_text))
+        broker_watch.watch(kafka_config(settings), stopping)
+        status.ready = True
+        metrics.READY.set(1)
+        log_.info("daemon_started", workers=workers, processes=len(addresses or [None]),
+                  recovery=bool(recovery), streams=sorted(settings.topics.streams()))
+        started = time.monotonic()
         cli_main(
             flow, workers_per_process=workers, process_id=process_id, addresses=addresses,
             epoch_interval=timedelta(seconds=settings.recovery.snapshot_interval), recovery_config=recovery,

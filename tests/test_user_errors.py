@@ -103,7 +103,7 @@ def test_a_second_run_on_the_same_store_is_refused_and_the_first_keeps_running(t
 def test_librdkafka_speaks_json_even_before_the_first_connection(tmp_path):
     config = tmp_path / "f.toml"
     config.write_text(f'[kafka]\nbootstrap_servers = "127.0.0.1:{free_port()}"\n[http]\nport = 0\n'
-                      f'[recovery]\ndirectory = ""\n[reference]\nwait_for_topics = 2\n')
+                      f'[recovery]\ndirectory = ""\n[reference]\nwait_for_topics = 2\n[api]\nport = 0\n')
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDWATCH_")}
     proc = subprocess.Popen([sys.executable, "-m", "dataflows", "run", "--config", str(config),
                              "--db", str(tmp_path / "a.duckdb")], cwd=ROOT, stderr=subprocess.PIPE, text=True,
