@@ -10,12 +10,25 @@ import math
 from dataclasses import dataclass
 
 import msgspec
+import msgspec.inspect
 
 from engine.batch import Batch, Raw, dead_letter
 from engine.records import STREAMS, Record
 
 _JSON = {name: msgspec.json.Decoder(cls) for name, cls in STREAMS.items()}
-_FIELDS = {cls: cls.__struct_fields__ for cls in STREAMS.values()}
+
+
+def _unbounded_texts(cls: type) -> tuple[str, ...]:
+    """The text fields the schema itself leaves unbounded (ids have a max length, enums a set)."""
+    names = []
+    for f in msgspec.inspect.type_info(cls).fields:
+        types = f.type.types if isinstance(f.type, msgspec.inspect.UnionType) else (f.type,)
+        if any(isinstance(t, msgspec.inspect.StrType) and t.max_length is None and t.pattern is None for t in types):
+            names.append(f.name)
+    return tuple(names)
+
+
+_TEXTS = {cls: _unbounded_texts(cls) for cls in STREAMS.values()}
 
 
 @dataclass(frozen=True)
@@ -27,9 +40,9 @@ class Limits:
         amount = getattr(record, "amount", None)
         if amount is not None and not (math.isfinite(amount) and amount <= self.max_amount):
             return f"invalid: $.amount: {amount:g} above the limit {self.max_amount:g}"
-        for name in _FIELDS[type(record)]:
+        for name in _TEXTS[type(record)]:
             value = getattr(record, name)
-            if type(value) is str and len(value) > self.max_text:
+            if value is not None and len(value) > self.max_text:
                 return f"invalid: $.{name}: {len(value)} characters > limit {self.max_text}"
         return None
 
