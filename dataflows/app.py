@@ -86,18 +86,18 @@ def live_pack(
     rules: Path, db: Path, owner: bool, reload_interval: float = 1.0,
     on_load: Callable[[Pack], None] = lambda pack: None,
 ) -> LivePack:
-    """The pack a flow runs, watched for edits and logged; the store's owner records it."""
+    """The pack a flow runs, watched for edits and logged; the store's owner records every pack it loads."""
     def loaded(pack: Pack) -> None:
         log.info("pack_loaded", pack=pack.id, version=pack.version, rules=len(pack.rules), digest=pack.digest[:12])
+        if owner:  # the process shares one database per file, so this works beside the flow's sink
+            store = AlertStore(db)
+            try:
+                store.record_pack(pack.id, pack.version, pack.digest, [rule_text(r.spec) for r in pack.rules])
+            finally:
+                store.close()
         on_load(pack)
 
-    live = LivePack(rules, reload_interval, on_load=loaded, on_error=_pack_refused)
-    if owner:
-        pack = live.pack
-        store = AlertStore(db)
-        store.record_pack(pack.id, pack.version, pack.digest, [rule_text(r.spec) for r in pack.rules])
-        store.close()  # the flow's store sink is the one writer from here on
-    return live
+    return LivePack(rules, reload_interval, on_load=loaded, on_error=_pack_refused)
 
 
 def rule_text(spec: RuleSpec) -> RuleText:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.rules.errors import RuleError
+from engine.rules.lock import check_lock
 from engine.rules.pack import load_pack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,3 +97,35 @@ def test_yaml_syntax_error_points_at_the_line(pack):
     edit(pack / "CO-001.yaml", "  cash: {channel: cash}", "  cash: {channel: cash")
     (problem,) = problems(pack)
     assert problem.startswith("CO-001.yaml:17:") and "invalid YAML" in problem
+
+
+def test_a_rule_file_that_is_not_utf8_is_reported_at_the_byte(pack):
+    rule = pack / "CO-001.yaml"
+    rule.write_bytes(rule.read_bytes().replace(b"title: Loan", "title: 贷款 Loan".encode("gb18030"), 1))
+    (problem,) = problems(pack)
+    assert problem.startswith("CO-001.yaml:2:8: not UTF-8 text (byte 0xb4); save the file as UTF-8"), problem
+
+
+def test_a_null_test_is_refused_at_its_place(pack):
+    edit(pack / "CO-001.yaml", "above_limit: {amount|gte: 50000}", "above_limit: {amount|gte: }")
+    assert problems(pack) == ["CO-001.yaml:17:28: 'amount|gte': a test needs a value (to test that a field has none: "
+                              "amount|exists: false) [CO-001]"]
+
+
+@pytest.mark.parametrize("file, old, new, rule", [
+    ("CO-001.yaml", "severity: critical", "severity: high", "CO-001"),
+    ("CO-001.yaml", "risk_score: 85", "risk_score: 60", "CO-001"),
+    ("CO-001.yaml", "status: stable", "status: experimental", "CO-001"),
+    ("IV-001.yaml", "suppress_for: 30d", "suppress_for: 7d", "IV-001"),
+    ("../lists/sectors.yaml", "gambling]", "gambling, pawnshops]", "PV-001"),
+])
+def test_the_lock_pins_what_an_alert_says_and_the_lists_a_rule_reads(pack, file, old, new, rule):
+    edit(pack / file, old, new)
+    found = [str(p) for p in check_lock(load_pack(pack))]
+    assert any("logic changed without a version bump" in p and p.endswith(f"[{rule}]") for p in found), found
+
+
+def test_a_title_or_summary_is_not_logic(pack):
+    edit(pack / "CO-001.yaml", "title: Loan funds withdrawn", "title: Loan money withdrawn")
+    edit(pack / "CO-001.yaml", "withdrawn in cash {days_since", "taken out in cash {days_since")
+    assert check_lock(load_pack(pack)) == []

@@ -133,6 +133,7 @@ def test_exception_stops_a_match_and_explanation_names_what_held(tmp_path):
     ("  s: {ts|during: '2026-01-01'}\n  condition: s", "during takes a list of dates or date ranges"),
     ("  s: {ts|during: ['2026-03-01/2026-02-01']}\n  condition: s", "is not a date (2026-02-08) or a date range"),
     ("  s: {ts|during: [tomorrow]}\n  condition: s", "'tomorrow' is not a date"),
+    ("  s: {memo: null}\n  condition: s", "'memo': a test needs a value (to test that a field has none: memo|exists"),
 ])
 def test_language_errors(tmp_path, detection, message):
     with pytest.raises(RuleError) as err:

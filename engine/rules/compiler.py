@@ -80,6 +80,7 @@ class CompiledRule:
     kind: Kind
     patterns: tuple[str, ...] = field(default=())
     version_at: tuple[int, int] = (1, 1)  # line, column of `version:` for lock problems
+    lists: dict[str, list] = field(default_factory=dict)  # the shared lists it reads, by name
 
     @property
     def id(self) -> str:
@@ -177,6 +178,7 @@ class _Compiler:
         self.loc, self.lists, self.spec, self.view, self.tz = loc, lists, spec, view, tz
         self.problems: list[Problem] = []
         self.read: dict[str, Field] = {}
+        self.lists_read: dict[str, list] = {}  # the lists the rule reads, for its logic hash
 
     def fail(self, path: tuple, message: str, key: bool = False) -> None:
         make = self.loc.key_problem if key else self.loc.problem
@@ -213,7 +215,7 @@ class _Compiler:
             self.fail(("tests",) if spec.tests else ("id",), f"rule needs embedded tests: {missing}")
         return CompiledRule(
             spec, self.loc.file, applies, selections, condition, exceptions,
-            list(self.read.values()), summary, kind, patterns, self.loc.where(("version",)),
+            list(self.read.values()), summary, kind, patterns, self.loc.where(("version",)), self.lists_read,
         )
 
     def kind(self) -> tuple[Kind, set[str]]:
@@ -338,9 +340,12 @@ class _Compiler:
             hint = difflib.get_close_matches(mod, MODIFIERS, n=1)
             self.fail(path, f"unknown modifier '{mod}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""), key=True)
             return None
-        value = self.deref(path, value)
-        if value is None and mod != "exists":
+        if value is None:
+            self.fail(path, f"'{key}': a test needs a value (to test that a field has none: {field_path}|exists: false)")
             return None
+        value = self.deref(path, value)
+        if value is None:
+            return None  # an unknown list: reported
         error = check(f, mod, value)
         if error:
             self.fail(path, f"'{key}': {error}")
@@ -354,6 +359,7 @@ class _Compiler:
                 hint = difflib.get_close_matches(name, self.lists, n=1)
                 self.fail(path, f"unknown list '{name}'" + (f" (did you mean '{hint[0]}'?)" if hint else ""))
                 return None
+            self.lists_read[name] = list(self.lists[name])
             return list(self.lists[name])
         return value
 

@@ -2,8 +2,9 @@
 
 The flow asks `current()` once per batch. At most once per `interval` seconds
 that looks at the pack's files; if they changed, the new pack is compiled in
-full and swapped in only if it has no problem at all. A broken edit is
-reported (through `on_error`) and the old pack stays live.
+full and swapped in only if it has no problem at all, its lock file included
+(a logic change without a version bump is refused). A broken edit is reported
+(through `on_error`) and the old pack stays live.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.rules.errors import RuleError
+from engine.rules.lock import check_lock
 from engine.rules.pack import Pack, load_pack, pack_fingerprint
 
 
@@ -46,6 +48,9 @@ class LivePack:
         self._seen = fingerprint
         try:
             pack = load_pack(self.path)
+            problems = check_lock(pack, live=True)
+            if problems:  # a logic change without a version bump must not go live under the old version
+                raise RuleError(problems)
         except RuleError as err:
             self.on_error(err)
             return False

@@ -48,7 +48,14 @@ class Located:
 
 def load(path: Path, display: str | None = None) -> Located:
     name = display or str(path)
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise RuleError([Problem(name, line, col, f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8")]) \
+            from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
