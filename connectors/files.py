@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.errors import InputError
-from engine.batch import Raw
+from engine.batch import Raw, quiet, roster
 from engine.records import ACTIVITY_STREAMS, EVENT_TIME, STREAMS
 
 SUFFIXES = (".parquet", ".csv", ".ndjson", ".jsonl")
@@ -117,16 +117,24 @@ def json_lines(df: pl.DataFrame) -> list[bytes]:
 
 
 class _FilePartition(StatefulSourcePartition[list[Raw], int]):
-    def __init__(self, stream: str, path: Path, resume: int | None):
+    def __init__(self, stream: str, path: Path, resume: int | None, siblings: list[str] | None = None):
         self.stream, self.path = stream, path
         self.done = resume or 0
         self._batches = read_raw(stream, path, self.done)
+        self._ended = False
+        self._roster: list[Raw] | None = [roster(stream, siblings or [str(path)])]  # said first: this stream's files
 
     def next_batch(self) -> list[list[Raw]]:
+        if self._roster is not None:
+            first, self._roster = self._roster, None
+            return [first]
         try:
-            batch = next(self._batches)  # StopIteration ends the partition
-        except StopIteration:  # the end, not a failure
-            raise
+            batch = next(self._batches)
+        except StopIteration:  # the end, not a failure: say so once, then end the partition
+            if self._ended:
+                raise
+            self._ended = True
+            return [[quiet(self.stream, str(self.path))]]
         except Exception as e:  # noqa: BLE001 - a file broken mid-way must not stop the flow
             self._batches = iter(())
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -152,7 +160,8 @@ class FileSource(FixedPartitionedSource[list[Raw], int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
         stream, path = self.files[for_part]
-        return _FilePartition(stream, path, resume_state)
+        siblings = [str(p) for s, p in self.files.values() if s == stream]
+        return _FilePartition(stream, path, resume_state, siblings)
 
 
 class _PacedPartition(StatefulSourcePartition[list[Raw], int]):
@@ -160,6 +169,7 @@ class _PacedPartition(StatefulSourcePartition[list[Raw], int]):
                  stopping: threading.Event):
         self.events, self.times, self.speed, self.keep_open, self.stopping = events, times, speed, keep_open, stopping
         self.done = resume or 0
+        self.said_quiet = False
         self.wall0 = datetime.now().astimezone()
         self.sim0 = times[self.done] if self.done < len(times) else None
 
@@ -170,6 +180,9 @@ class _PacedPartition(StatefulSourcePartition[list[Raw], int]):
         if self.stopping.is_set():
             raise StopIteration  # stop reading; what is in flight still reaches the sinks
         if self.done >= len(self.events):
+            if not self.said_quiet:  # every file has been read to its end
+                self.said_quiet = True
+                return [[quiet(stream, source) for stream, source in sorted({(r.stream, r.source) for r in self.events})]]
             if self.keep_open:
                 return []  # a live feed with nothing more to say: wait to be stopped
             raise StopIteration

@@ -27,7 +27,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from connectors import metrics
-from engine.batch import MAX_PAYLOAD, Raw
+from engine.batch import MAX_PAYLOAD, Raw, quiet, roster
 
 log = structlog.get_logger()
 
@@ -92,7 +92,10 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         self.stopped_at: float | None = None
         self.snapshot_after_stop = False
         self.since_snapshot = 0  # messages read since the last snapshot
-        self.last_emit = time.monotonic()
+        self.last_emit = self.last_message = time.monotonic()
+        self.quiet = False  # said that it went quiet, and nothing came since
+        # said first: every partition of this topic now, so one retired while we were down is forgotten
+        self.roster: list[Raw] | None = [roster(stream, [f"{topic}#{p}" for p in source.partitions(topic)])]
         self.labels = {"topic": topic, "partition": str(partition)}
         self.events_in = metrics.EVENTS_IN.labels(stream=stream)
         log.info("partition_assigned", topic=topic, partition=partition,
@@ -101,6 +104,9 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
     def next_batch(self) -> list[list[Raw]]:
         if self.source.stopping.is_set():
             return self._stop()
+        if self.roster is not None:
+            first, self.roster = self.roster, None
+            return [first]
         if self.source.on_poll is not None:
             self.source.on_poll()
         room = self.source.snapshot_events - self.since_snapshot
@@ -120,11 +126,15 @@ class _Partition(StatefulSourcePartition[list[Raw], PartState]):
         now = time.monotonic()
         if out:
             self.awake = None
-            self.last_emit = now
+            self.last_emit = self.last_message = now
+            self.quiet = False
             self.events_in.inc(len(out))
             self._lag()
             return [out]
         self.awake = datetime.now(timezone.utc) + timedelta(seconds=self.source.idle_wait)
+        if not self.quiet and now - self.last_message >= self.source.idle_after:
+            self.quiet, self.last_emit = True, now
+            return [[quiet(self.stream, self.topic, str(self.partition))]]
         if now - self.last_emit >= HEARTBEAT:
             self.last_emit = now
             self._lag()
@@ -177,7 +187,7 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
 
     def __init__(
         self, config: dict, topics: dict[str, str], *, batch_size: int = 5000,
-        max_bytes: int = 1_048_576, idle_wait: float = 0.005,
+        max_bytes: int = 1_048_576, idle_wait: float = 0.005, idle_after: float = 300.0,
         stopping: threading.Event | None = None, wait_for_topics: float | None = None,
         stop_wait: float = 0.0, snapshot_events: int = 1 << 62, on_poll: Callable[[], None] | None = None,
     ):
@@ -185,15 +195,18 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
         (the epoch length when recovery is on) before ending the partition.
         `snapshot_events`: a partition reads at most this many messages between
         two snapshots (it waits for the next), so a crash replays at most that.
-        `on_poll`: called before each fetch (the reference feed applies its updates)."""
+        `on_poll`: called before each fetch (the reference feed applies its updates).
+        `idle_after`: a partition with no message for this long says it went quiet, so
+        its stream's watermark stops waiting for it (engine.timing)."""
         self.config, self.topics = config, topics
-        self.batch_size, self.idle_wait = batch_size, idle_wait
+        self.batch_size, self.idle_wait, self.idle_after = batch_size, idle_wait, idle_after
         self.max_bytes = max_bytes
         self.stopping = stopping or threading.Event()
         self.wait_for_topics = wait_for_topics
         self.stop_wait = stop_wait
         self.snapshot_events = snapshot_events
         self.on_poll = on_poll
+        self._partitions: dict[str, list[int]] = {}  # topic -> its partitions, asked once
 
     def consumer_config(self) -> dict:
         return metrics.client_config({
@@ -202,12 +215,13 @@ class KafkaInput(FixedPartitionedSource[list[Raw], PartState]):
             "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10,
         }, "consumer")
 
+    def partitions(self, topic: str) -> list[int]:
+        if topic not in self._partitions:
+            self._partitions[topic] = partitions_of(self.consumer_config(), topic, self.stopping, self.wait_for_topics)
+        return self._partitions[topic]
+
     def list_parts(self) -> list[str]:
-        parts = []
-        for stream, topic in self.topics.items():
-            for p in partitions_of(self.consumer_config(), topic, self.stopping, self.wait_for_topics):
-                parts.append(f"{stream}:{p}:{topic}")
-        return parts
+        return [f"{stream}:{p}:{topic}" for stream, topic in self.topics.items() for p in self.partitions(topic)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: PartState | None) -> _Partition:
         stream, partition, topic = for_part.split(":", 2)

@@ -19,6 +19,7 @@ from connectors.reference_files import load_reference
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
 from dataflows.api.server import Listen, serve_beside
 from dataflows.flow import build_flow
+from engine.timing import Timing
 from engine.batch import Raw
 from engine.evaluate import Score, Scored, score
 from engine.records import Label
@@ -54,6 +55,7 @@ def run_flow(
     process_id: int | None = None,
     addresses: list[str] | None = None,
     api: Listen | None = None,
+    timing: Timing = Timing(),
 ) -> RunResult:
     """Run the flow to the end of `source`. With `process_id` and `addresses` this
     process is one of a Bytewax cluster; process 0 owns the DuckDB file (and the
@@ -65,7 +67,7 @@ def run_flow(
     server = serve_beside(db, api) if api is not None and owner else None
     stats = RunStats()
     sinks = [StoreSink(db, stats, owner=owner)] + ([ConsoleSink(emit)] if emit else [])
-    flow = build_flow(source, reference, live.current, sinks)
+    flow = build_flow(source, reference, live.current, sinks, timing=timing)
     started = time.perf_counter()
     try:
         cli_main(flow, process_id=process_id, addresses=addresses)

@@ -18,6 +18,7 @@ from dataflows.alerts_cli import alerts, serve, tokens
 from dataflows.graph_cli import graph
 from dataflows.logs import configure
 from dataflows.rules_cli import rules
+from engine.timing import Timing
 
 DB = click.option("--db", type=click.Path(path_type=Path), default=app.DEFAULT_DB, show_default=True,
                   envvar="FUNDWATCH_DB", help="DuckDB alert store.")
@@ -126,16 +127,22 @@ def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers
 @click.option("--print-alerts", is_flag=True, help="Print every alert as it fires.")
 @click.option("-i", "--process-id", type=int, default=None, help="This process's index in a cluster.")
 @click.option("-a", "--addresses", default=None, help='Every cluster process as "host:port;host:port".')
+@click.option("--allowed-lateness", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="Seconds an event may lag its file's newest event (more: a `late:` dead letter); windows, "
+                   "absences and baselines see events in time order within it.")
+@click.option("--future-tolerance", type=click.FloatRange(min=0), default=365 * 86400, show_default=True,
+              help="Seconds an event may be dated ahead of the newest event of its file so far (more: `future:`).")
 @DB
 @RULES
 def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None, addresses: str | None,
-           db: Path, rules: Path) -> None:
+           allowed_lateness: float, future_tolerance: float, db: Path, rules: Path) -> None:
     """Replay event files through the same flow the daemon runs (one file per
     input partition: a cluster splits the files between its workers)."""
     from connectors.files import FileSource, stream_files
 
+    timing = Timing(timedelta(seconds=allowed_lateness), timedelta(seconds=future_tolerance))
     result = app.run_flow(FileSource(stream_files(data)), data, db, rules, emit=click.echo if print_alerts else None,
-                          process_id=process_id, addresses=addresses.split(";") if addresses else None)
+                          process_id=process_id, addresses=addresses.split(";") if addresses else None, timing=timing)
     if process_id:
         return  # process 0 owns the store and reports
     for line in app.summary_lines(result, db):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from msgspec import Meta, Struct
 
 from connectors.errors import InputError
 from engine.decode import path_first
+from engine.timing import Timing
 
 ENV_PREFIX = "FUNDWATCH_"
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,10 +66,19 @@ class Topics(Conf):
 class Input(Conf):
     batch_size: Annotated[int, Meta(ge=1)] = 5000  # messages per fetch and partition
     max_message_bytes: Annotated[int, Meta(ge=64)] = 1_048_576  # larger: dead letter "oversized"
-    allowed_lateness: Seconds = 7 * 86400  # older than the partition's newest event by more: "late"
+    # event time (engine.timing), as in a replay: an event older than its partition's newest by more
+    # is "late"; stateful rules wait this long for stragglers before they look at an event
+    allowed_lateness: Seconds = 600
+    future_tolerance: Seconds = 3600  # dated further ahead of the wall clock: "future"
+    idle_after: Seconds = 300  # a partition silent this long stops holding its stream's watermark back
     idle_wait: Seconds = 0.005  # pause when a partition has nothing new
     max_amount: Annotated[float, Meta(gt=0)] = 1e12  # larger amounts are invalid (dead letters)
     max_text: Annotated[int, Meta(ge=1)] = 1000  # characters of one text field; longer is invalid
+
+
+    def timing(self) -> Timing:
+        return Timing(timedelta(seconds=self.allowed_lateness), timedelta(seconds=self.future_tolerance),
+                      timedelta(seconds=self.idle_after))
 
 
 class Reference(Conf):

@@ -37,7 +37,7 @@ from dataflows import http
 from dataflows.api.server import Listen, serve_beside
 from dataflows.app import live_pack
 from dataflows.config import ConfigError, Settings, kafka_config
-from dataflows.flow import build_flow
+from dataflows.flow import build_flow, utc_now
 from engine.batch import Raw
 from engine.decode import Limits
 from engine.reference import Reference
@@ -85,7 +85,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         source = KafkaInput(
             kafka_config(settings, **{"group.id": settings.kafka.group_id}), settings.topics.streams(),
             batch_size=settings.input.batch_size, max_bytes=settings.input.max_message_bytes,
-            idle_wait=settings.input.idle_wait, stopping=stopping,
+            idle_wait=settings.input.idle_wait, idle_after=settings.input.idle_after, stopping=stopping,
             stop_wait=settings.recovery.snapshot_interval + 1 if recovery else 0,
             snapshot_events=settings.recovery.snapshot_events if recovery else 1 << 62,
             on_poll=feed.apply if feed is not None else None,
@@ -99,7 +99,7 @@ def run(settings: Settings, process_id: int | None = None, addresses: list[str] 
         initial = (snapshot_events(reference, settings.reference.snapshot)
                    if pid == 0 and settings.reference.snapshot else [])
         flow = build_flow(source, reference, live.current, sinks, refresh=_refresher(feed, initial),
-                          lateness=timedelta(seconds=settings.input.allowed_lateness), recoverable=recovery is not None,
+                          timing=settings.input.timing(), present=utc_now, recoverable=recovery is not None,
                           limits=Limits(settings.input.max_amount, settings.input.max_text))
         broker_watch.watch(kafka_config(settings), stopping)
         status.ready = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from functools import partial
 
 import bytewax.operators as op
@@ -20,6 +20,7 @@ from engine.context import enrich_batch, trace_batch
 from engine.decode import Limits, decode
 from engine.detect import Detector, split_by_shard
 from engine.lateness import Lateness
+from engine.timing import Timing
 from engine.records import Alert, DeadLetter
 from engine.reference import Reference
 from engine.rules.pack import Pack
@@ -64,15 +65,16 @@ def _thaw(snapshot: bytes | None):
 class _EnrichLogic(StatefulBatchLogic[list[Raw], Batch, bytes]):
     """Decode and enrich one input partition's batches; its lateness clock is the state."""
 
-    def __init__(self, reference: Reference, refresh: Refresh | None, lateness: timedelta | None,
-                 limits: Limits, recoverable: bool, resume: bytes | None):
-        self.reference, self.refresh, self.limits = reference, refresh, limits
-        self.lateness = Lateness(lateness, _thaw(resume))
+    def __init__(self, reference: Reference, refresh: Refresh | None, timing: Timing,
+                 present: Callable[[], datetime] | None, limits: Limits, recoverable: bool, resume: bytes | None):
+        self.reference, self.refresh, self.limits, self.present = reference, refresh, limits, present
+        self.lateness = Lateness(timing.lateness, timing.future, _thaw(resume))
         self.snapshots = _Snapshots(recoverable)
 
     def on_batch(self, values: list[list[Raw]]) -> tuple[list[Batch], bool]:
         self.snapshots.changed = self.snapshots.changed or any(values)
-        out = [_enrich(decode(raws, self.limits), self.reference, self.refresh, self.lateness, self.limits)
+        now = self.present() if self.present is not None else None
+        out = [_enrich(decode(raws, self.limits), self.reference, self.refresh, self.lateness, now, self.limits)
                for raws in values]
         return out, StatefulBatchLogic.RETAIN
 
@@ -107,9 +109,10 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
         self.entries: dict[str, int] = {}  # this shard's last state counts, added into the metric
 
     def on_batch(self, values: list[Batch]) -> tuple[list[Batch], bool]:
-        heard = self.state.get("_progress", {})
+        heard = self.state.get("_progress")
         for b in values:  # a batch that only repeats how far the inputs are changes nothing
-            if b.items or any(where not in heard or ts > heard[where] for where, ts in b.progress.items()):
+            if b.items or b.idle or b.rosters or heard is None or any(
+                    where not in heard.newest or ts > heard.newest[where] for where, ts in b.progress.items()):
                 self.snapshots.changed = True
         out = [self.detector.run(b, self.state) for b in values]
         entries = self.state.get("_entries", {})
@@ -123,20 +126,22 @@ class _DetectLogic(StatefulBatchLogic[Batch, Batch, bytes]):
         return self.snapshots.take(self.state)
 
 
-def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lateness, limits: Limits) -> Batch:
+def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lateness, now: datetime | None,
+            limits: Limits) -> Batch:
     if refresh is not None:
         dead, events = refresh()  # reference updates that arrived so far, before these events
         batch.dead.extend(dead)
         if events:  # relations and parties, as events for the graph rules
             decoded = decode(events, limits)
-            batch = Batch(decoded.items + batch.items, batch.dead + decoded.dead, batch.seen)
+            batch = batch.passing_on(decoded.items + batch.items, batch.dead + decoded.dead, batch.seen)
     try:
-        return enrich_batch(Batch(batch.items, list(batch.dead), batch.seen), ref, lateness)
+        return enrich_batch(batch.passing_on(batch.items, list(batch.dead), batch.seen), ref, lateness, now)
     except Exception:  # noqa: BLE001 - find the record that broke it; no record may stop the flow
-        out = Batch(dead=batch.dead, seen=batch.seen)
+        out = batch.passing_on(dead=batch.dead, seen=batch.seen)
+        out.progress = {}
         for raw, record in batch.items:
             try:
-                one = enrich_batch(Batch([(raw, record)]), ref, lateness)
+                one = enrich_batch(Batch([(raw, record)]), ref, lateness, now)
             except Exception as e:  # noqa: BLE001
                 out.dead.append(dead_letter(raw, f"error: {type(e).__name__} in enrichment: {e}"))
                 continue
@@ -154,32 +159,35 @@ def build_flow(
     sinks: list[Sink[Batch[Alert]]],
     clock: Callable[[], datetime] = utc_now,
     refresh: Refresh | None = None,
-    lateness: timedelta | None = None,
+    timing: Timing = Timing(),
+    present: Callable[[], datetime] | None = None,
     recoverable: bool = False,
     limits: Limits = Limits(),
 ) -> Dataflow:
     """raw batches -> decode and enrich (keyed by input partition) -> trace -> detect
-    (sharded by borrower) -> sinks.
+    (sharded by each rule's key) -> sinks.
 
     Dead letters ride along in each batch to the sinks.
 
     `refresh`, when given, applies pending reference updates to `reference`
     before each batch is enriched and returns their dead letters and the
     relation and party records to look at as events (the daemon's reference
-    topics). `lateness`: how far an event may lag its input partition's newest
-    event (None: no check). `limits`: the bounds on amounts and texts. `recoverable`: snapshots are written (recovery on),
-    so state is pickled; otherwise it never is."""
+    topics). `timing`: the allowed lateness, the future tolerance and the idle
+    time (engine.timing). `present`: the wall clock future dates are measured
+    against (the daemon); without it, the time each partition has reached (a
+    replay). `limits`: the bounds on amounts and texts. `recoverable`: snapshots
+    are written (recovery on), so state is pickled; otherwise it never is."""
     flow = Dataflow("fundwatch")
     raw = op.key_on("partition", op.input("input", flow, source),
                     lambda raws: input_partition(raws[0]) if raws else "")
     enriched = op.key_rm("unpartition", op.stateful_batch(
-        "enrich", raw, partial(_EnrichLogic, reference, refresh, lateness, limits, recoverable)))
+        "enrich", raw, partial(_EnrichLogic, reference, refresh, timing, present, limits, recoverable)))
     traced = op.key_rm(
         "untrace", op.stateful_batch("trace", op.key_on("trace_key", enriched, lambda _: "all"),
                                      partial(_TraceLogic, reference, pack, recoverable)),
     )
-    detector = Detector(pack, clock, reference)
-    sharded = op.flat_map("shard", traced, split_by_shard)
+    detector = Detector(pack, clock, reference, timing)
+    sharded = op.flat_map("shard", traced, lambda batch: split_by_shard(batch, detector.routes()))
     detected = op.key_rm("unkey", op.stateful_batch("detect", sharded, partial(_DetectLogic, detector, recoverable)))
     for i, sink in enumerate(sinks):
         if isinstance(sink, FixedPartitionedSink):

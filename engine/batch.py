@@ -29,6 +29,22 @@ class Raw:
     payload: bytes | dict[str, Any]  # JSON bytes (Kafka, NDJSON) or a row (Parquet, CSV)
     text_values: bool = False  # CSV: every value is text, so numbers and dates are parsed
     reject: str | None = None  # the source already found it unusable (oversized, late, ...): why
+    # not a record but a word from the source about its partitions (engine.timing):
+    # "quiet": this partition went quiet (silent for the idle time, or at the end of its
+    # file), so it stops holding its stream's watermark back until it speaks again;
+    # "roster": the payload lists every partition the stream has now (sent at start), so
+    # a partition retired while the flow was down stops holding it back too
+    control: str | None = None
+
+
+def quiet(stream: str, source: str, partition: str = "") -> Raw:
+    """The word a source sends for a partition that went quiet."""
+    return Raw(stream, source, f"{partition}:quiet" if partition else "quiet", b"", control="quiet")
+
+
+def roster(stream: str, partitions: list[str]) -> Raw:
+    """The word a source sends at start: these are all the input partitions of `stream` now."""
+    return Raw(stream, "roster", "roster", msgspec.json.encode(sorted(partitions)), control="roster")
 
 
 @dataclass(slots=True)
@@ -36,9 +52,16 @@ class Batch(Generic[T]):
     items: list[T] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     seen: int = 0  # raw records that entered the flow in this batch
-    # input partition (file, or topic#partition) -> latest event time in this batch, for
-    # the activity streams: detection's watermark is the slowest partition's progress
-    progress: dict[str, datetime] = field(default_factory=dict)
+    # (stream, input partition) -> latest event time in this batch, for the activity streams:
+    # a stream's watermark is its slowest partition's progress
+    progress: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    idle: set[tuple[str, str]] = field(default_factory=set)  # partitions that went quiet
+    rosters: dict[str, set[str]] = field(default_factory=dict)  # stream -> all its partitions now
+
+    def passing_on(self, items: list | None = None, dead: list[DeadLetter] | None = None, seen: int = 0) -> Batch:
+        """A batch for the next stage that carries this one's word on the inputs (progress, quiet, rosters)."""
+        return Batch(items if items is not None else [], dead if dead is not None else [], seen,
+                     self.progress, self.idle, self.rosters)
 
 
 def input_partition(raw: Raw) -> str:

@@ -80,7 +80,6 @@ class SensorView(Struct, frozen=True, kw_only=True):
     loan: Loan | None  # the loan whose collateral sits at this site
     pledged_quantity: float | None
     pledge_cover: float | None  # inventory readings: value / pledged quantity
-    weekday: int  # 0 = Monday, for same-weekday baselines
 
 
 class RelationView(Struct, frozen=True, kw_only=True):
@@ -175,7 +174,7 @@ def enrich_reading(reading: SensorReading, ref: Reference) -> SensorView:
     return SensorView(
         id=reading.id, ts=reading.ts, site_id=reading.site_id, kind=reading.kind, value=reading.value,
         unit=reading.unit, gateway_id=reading.gateway_id, device=f"{reading.site_id}/{reading.kind}",
-        borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover, weekday=reading.ts.weekday(),
+        borrower=borrower, loan=loan, pledged_quantity=pledged, pledge_cover=cover,
     )
 
 
@@ -214,25 +213,29 @@ def _midnight(day: date) -> datetime:
 _ENRICH = {Transaction: enrich, SensorReading: enrich_reading, Relation: enrich_relation, Party: enrich_party}
 
 
-def enrich_batch(batch: Batch[tuple[Raw, Record]], ref: Reference, lateness: Lateness | None = None) -> Batch[View]:
+def enrich_batch(
+    batch: Batch[tuple[Raw, Record]], ref: Reference, lateness: Lateness | None = None, now: datetime | None = None,
+) -> Batch[View]:
     """Stage 2: attach context; events naming unknown reference data become dead letters,
-    and so do valid events too far behind their partition (only valid ones move its clock)."""
-    out: Batch[View] = Batch(dead=batch.dead, seen=batch.seen)
-    progress = out.progress
+    and so do valid payments and readings too far behind their partition or ahead of
+    `now` (only accepted ones move its clock). Every accepted event counts in its
+    partition's progress; a quiet mark from a source is passed on as such."""
+    out: Batch[View] = batch.passing_on(dead=batch.dead, seen=batch.seen)
+    progress = out.progress = dict(batch.progress)
     for raw, record in batch.items:
         try:
             view = _ENRICH[type(record)](record, ref)
         except UnknownReference as e:
             out.dead.append(dead_letter(raw, f"invalid: {e}"))
             continue
-        if raw.stream in ACTIVITY_STREAMS:
-            where = input_partition(raw)
-            late = lateness.admit(where, view.ts) if lateness is not None else None
-            if late is not None:
-                out.dead.append(dead_letter(raw, late))
+        where = (raw.stream, input_partition(raw))
+        if raw.stream in ACTIVITY_STREAMS and lateness is not None:
+            refused = lateness.admit(where[1], view.ts, now)
+            if refused is not None:
+                out.dead.append(dead_letter(raw, refused))
                 continue
-            if where not in progress or view.ts > progress[where]:
-                progress[where] = view.ts
+        if where not in progress or view.ts > progress[where]:
+            progress[where] = view.ts
         out.items.append(view)
     return out
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import msgspec
 import msgspec.inspect
 
-from engine.batch import Batch, Raw, dead_letter
+from engine.batch import Batch, Raw, dead_letter, input_partition
 from engine.records import STREAMS, Record
 
 _JSON = {name: msgspec.json.Decoder(cls) for name, cls in STREAMS.items()}
@@ -48,8 +48,15 @@ class Limits:
 
 
 def decode(raws: list[Raw], limits: Limits = Limits()) -> Batch[tuple[Raw, Record]]:
-    out: Batch[tuple[Raw, Record]] = Batch(seen=len(raws))
+    out: Batch[tuple[Raw, Record]] = Batch()
     for raw in raws:
+        if raw.control == "quiet":  # not a record: a source's word about its partitions
+            out.idle.add((raw.stream, input_partition(raw)))
+            continue
+        if raw.control == "roster":
+            out.rosters[raw.stream] = set(msgspec.json.decode(raw.payload))
+            continue
+        out.seen += 1
         cls = STREAMS.get(raw.stream)
         if raw.reject is not None:
             out.dead.append(dead_letter(raw, raw.reject))

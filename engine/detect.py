@@ -1,31 +1,38 @@
-"""Stage 3: evaluate the live rule pack on a batch of enriched events.
+"""Stage 3: evaluate the live rule pack on batches of enriched events.
 
-Detection is keyed by borrower so per-entity state (windows, baselines, absence
-timers) lives with one worker. Borrowers are bucketed into a fixed number of
-shards and a shard's events travel as one batch: keying single events would
-cost the stream engine's per-item overhead on every event.
+Keys. Every rule's state lives where its key is routed (`Partition` of the
+compiled rule: a window's or an absence's key, a baseline's first key; the
+borrower for rules without state). An event goes once to the shard of every
+distinct routing field some rule of its stream needs (a payment: its borrower,
+its loan; a reading: its site, its gateway), so a rule sees every event of its
+key in one place. Keys are bucketed into a fixed number of shards, whatever
+the number of workers, so one worker and several give the same alerts; a
+shard's events travel as one batch, not one by one.
 
-Time inside detection is event time only. The watermark drives absence
-deadlines: the event time every input partition (a file, a topic's partition)
-has reached, as far as this shard has heard, less the allowed lateness. The
-slowest partition sets it, so a partition read ahead (a replayed sensor file
-read before the payments, a Kafka partition that catches up faster after a
-restart) cannot fire deadlines that events still queued elsewhere could meet.
-It is kept per shard because the stream engine may hand a worker one shard's
-events of a whole epoch before another's. A deadline is also proven by the
-next event of its key arriving after it (see engine.rules.kinds.AbsenceKind).
+Time. Event time only. A stateless rule (match, graph) looks at each event as
+it comes. A stateful one (windows, absences, baselines, a match that merges
+repeats) sees its events in event-time order: the shard holds them until the
+watermark of their stream has passed them (engine.timing), then feeds them in
+order of (time, event id), so the same events in any arrival order within the
+allowed lateness give the same alerts. Deadlines are checked against the
+watermark of the streams a rule reads. A stream whose partitions have all
+gone quiet (a replay's files at their end) releases everything it read.
 
-What a shard keeps: per rule (by id and version) that rule kind's per-key
-state; `_suppress` (rule, entity) -> the first alert's id until its
-suppression ends; `_progress` input partition -> latest event time heard of.
-Once a day of event time the watermark sweeps it: keys no window can use any
-more, ended suppressions and the state of rules no longer in the pack go, and
-`_entries` counts what is left, per rule (the state metric).
+What a shard keeps, each with its lifetime: per rule (by id and version) that
+rule kind's per-key state, expired by the kind; `_pending` the events waiting
+for their watermark, at most `lateness` plus the lag of the slowest partition;
+`_suppress` (rule, key) -> the first alert's id until its suppression ends;
+`_progress` how far every input partition has got. Once a day of event time
+the watermark sweeps it: keys no window can use any more, ended suppressions
+and the state of rules no longer in the pack go, and `_entries` counts what is
+left, per rule (the state metric).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -35,80 +42,124 @@ import msgspec
 
 from engine.alerts import alert_id, make_alert
 from engine.batch import MAX_PAYLOAD, Batch
-from engine.context import STREAM_OF, View
+from engine.context import STREAM_OF, TxView, View
 from engine.records import Alert, DeadLetter
 from engine.reference import Reference
 from engine.rules.compiler import CompiledRule
 from engine.rules.kinds import Hit
 from engine.rules.pack import Pack
+from engine.timing import Progress, Timing
 
 SHARDS = 64
-ALLOWED_LATENESS = timedelta(minutes=10)
 SWEEP_EVERY = timedelta(days=1)
 
+Routes = dict[str, list[tuple[str, Callable[[Any], Any]]]]  # stream -> (routing field, its getter)
 
-def split_by_shard(batch: Batch[View], shards: int = SHARDS) -> list[tuple[str, Batch[View]]]:
-    """A sub-batch for every shard, even an empty one: each shard must hear how far
-    every input has got, or a partition whose events all went to other shards
-    would not hold its watermark back. Dead letters and the input count ride on
-    the first."""
-    groups = [Batch(progress=batch.progress) for _ in range(shards)]
-    for item in batch.items:
-        groups[zlib.crc32(item.borrower.id.encode()) % shards].items.append(item)  # stable, unlike hash()
+
+def routes_of(pack: Pack) -> Routes:
+    """The distinct routing fields the pack's rules need on each stream."""
+    out: Routes = {}
+    for rule in pack.rules:
+        for stream, get in rule.partition.get.items():
+            fields = out.setdefault(stream, [])
+            if all(f != rule.partition.field for f, _ in fields):
+                fields.append((rule.partition.field, get))
+    return out
+
+
+def split_by_shard(batch: Batch[View], routes: Routes, shards: int = SHARDS) -> list[tuple[str, Batch]]:
+    """A sub-batch of (routing field, event) for every shard, even an empty one: each
+    shard must hear how far every input has got, or a partition whose events all went
+    to other shards would not hold its watermark back. Dead letters and the input
+    count ride on the first."""
+    groups = [batch.passing_on() for _ in range(shards)]
+    for view in batch.items:
+        for field, get in routes.get(STREAM_OF[type(view)], ()):
+            value = get(view)
+            if value is not None:  # stable, unlike hash()
+                groups[zlib.crc32(f"{field}={value}".encode()) % shards].items.append((field, view))
     groups[0].dead, groups[0].seen = batch.dead, batch.seen
-    return [(str(i), group) for i, group in enumerate(groups) if group.items or group.progress or i == 0]
+    return [(str(i), group) for i, group in enumerate(groups)
+            if group.items or group.progress or group.idle or group.rosters or i == 0]
 
 
 class Detector:
     """Runs whatever pack `current()` returns, so a reload swaps rules between batches."""
 
-    def __init__(self, current: Callable[[], Pack], clock: Callable[[], datetime], ref: Reference):
+    def __init__(self, current: Callable[[], Pack], clock: Callable[[], datetime], ref: Reference,
+                 timing: Timing = Timing()):
         self.current = current
         self.clock = clock
         self.ref = ref
-        self._rules_of: tuple[Pack, dict[str, list[CompiledRule]]] | None = None
+        self.timing = timing
+        self._plan_of: tuple[Pack, dict, Routes] | None = None
+        self._seq = itertools.count()  # breaks ties between copies of one event (a replayed duplicate)
 
-    def _by_stream(self, pack: Pack) -> dict[str, list[CompiledRule]]:
-        if self._rules_of is None or self._rules_of[0] is not pack:
-            by_stream: dict[str, list[CompiledRule]] = {s: [] for s in (*STREAM_OF.values(), "alerts")}
+    def _plan(self, pack: Pack) -> dict:
+        """(stream, routing field) -> (rules that look now, rules that wait for order); cached per pack."""
+        if self._plan_of is None or self._plan_of[0] is not pack:
+            plan: dict[tuple[str, str], tuple[list, list]] = {}
             for rule in pack.rules:
-                for stream in rule.observes:
-                    by_stream[stream].append(rule)
-            self._rules_of = (pack, by_stream)
-        return self._rules_of[1]
+                for stream in rule.observes - {"alerts"}:
+                    now, later = plan.setdefault((stream, rule.partition.field), ([], []))
+                    (later if rule.ordered else now).append(rule)
+            self._plan_of = (pack, plan, routes_of(pack))
+        return self._plan_of[1]
 
-    def run(self, batch: Batch[View], state: dict[str, Any]) -> Batch[Alert]:
+    def routes(self) -> Routes:
+        """Where the live pack wants each stream's events (for split_by_shard)."""
+        pack = self.current()
+        self._plan(pack)
+        return self._plan_of[2]
+
+    def run(self, batch: Batch, state: dict[str, Any]) -> Batch[Alert]:
         """Evaluate one shard's batch; `state` is that shard's state, kept by rule and version."""
         pack = self.current()
-        by_stream = self._by_stream(pack)
+        plan = self._plan(pack)
         out: Batch[Alert] = Batch(dead=batch.dead, seen=batch.seen)
         now = self.clock()
         hits: list[tuple[CompiledRule, Hit]] = []
         own = {rule: state.setdefault(rule.state_key, {}) for rule in pack.rules}
-        for view in batch.items:
-            for rule in by_stream[STREAM_OF[type(view)]]:
-                try:
-                    hits += [(rule, hit) for hit in rule.kind.on_event(rule, view, own[rule], self.ref)]
-                except Exception as e:  # noqa: BLE001 - a rule's bug must not stop the flow or lose the event
-                    out.dead.append(failed(view, f"error: {type(e).__name__} in rule {rule.id}: {e}"))
-        progress = state.setdefault("_progress", {})  # input partition -> latest event time heard of
-        for where, ts in batch.progress.items():
-            if where not in progress or ts > progress[where]:
-                progress[where] = ts
-        if progress:
-            watermark = min(progress.values()) - ALLOWED_LATENESS
-            for rule in pack.rules:
-                for hit in rule.kind.on_watermark(rule, watermark, own[rule]):
-                    hits.append((rule, hit))
-            _sweep(pack, watermark, state)
+        pending: dict[str, list] = state.setdefault("_pending", {})  # stream -> heap of events waiting
+        for field, view in batch.items:
+            stream = STREAM_OF[type(view)]
+            looking, waiting = plan.get((stream, field), ((), ()))
+            for rule in looking:
+                hits += self._evaluate(rule, view, own, out)
+            if waiting:
+                heapq.heappush(pending.setdefault(stream, []), (view.ts, view.id, _tie(view), field, next(self._seq), view))
+        progress: Progress = state.setdefault("_progress", Progress())
+        progress.hear(batch.progress, batch.idle, batch.rosters)
+        marks = {stream: progress.watermark(stream, self.timing) for stream in {w[0] for w in progress.newest}}
+        for stream, heap in pending.items():
+            mark = marks.get(stream)
+            while heap and mark is not None and heap[0][0] <= mark:
+                _, _, _, field, _, view = heapq.heappop(heap)
+                for rule in plan.get((stream, field), ((), ()))[1]:
+                    hits += self._evaluate(rule, view, own, out)
+        for rule in pack.rules:
+            if rule.ordered:
+                rule_marks = [marks.get(s) for s in rule.observes]
+                if rule_marks and None not in rule_marks:
+                    hits += [(rule, hit) for hit in rule.kind.on_watermark(rule, min(rule_marks), own[rule])]
+        known = [m for m in marks.values() if m is not None]
+        if known:
+            _sweep(pack, min(known), state)
         alerts = self._alerts(pack, hits, state, now)
-        spreading = by_stream["alerts"]
+        spreading = [rule for rule in pack.rules if "alerts" in rule.observes]
         if spreading and alerts:
             linked = [(rule, hit) for rule in spreading for alert in alerts
                       for hit in rule.kind.spread(rule, alert, self.ref)]
             alerts += self._alerts(pack, linked, state, now)  # contagion: linked alerts, one step, no echo
         out.items = alerts
         return out
+
+    def _evaluate(self, rule: CompiledRule, view: View, own: dict, out: Batch) -> list[tuple[CompiledRule, Hit]]:
+        try:
+            return [(rule, hit) for hit in rule.kind.on_event(rule, view, own[rule], self.ref)]
+        except Exception as e:  # noqa: BLE001 - a rule's bug must not stop the flow or lose the event
+            out.dead.append(failed(view, f"error: {type(e).__name__} in rule {rule.id}: {e}"))
+            return []
 
     def _alerts(self, pack: Pack, hits: list[tuple[CompiledRule, Hit]], state: dict, now: datetime) -> list[Alert]:
         alerts, ids = [], set()
@@ -120,6 +171,11 @@ class Detector:
                 ids.add(alert.id)
                 alerts.append(alert)
         return alerts
+
+
+def _tie(view: View) -> tuple:
+    """Orders the views one payment gives (its own, and the onward ones of traced loans)."""
+    return (view.direction, view.borrower.id) if type(view) is TxView else ("", view.borrower.id)
 
 
 def _sweep(pack: Pack, watermark: datetime, state: dict) -> None:
@@ -154,15 +210,14 @@ def failed(view: View, reason: str) -> DeadLetter:
 
 
 def _merged_id(rule: CompiledRule, hit: Hit, state: dict) -> str | None:
-    """Within `suppress_for`, a repeat for the same rule and entity takes the first alert's id."""
+    """Within `suppress_for`, a repeat for the same rule and key takes the first alert's id."""
     window = rule.suppress_for
     if window is None:
         return None
-    entity = hit.loan_id or hit.borrower_id
     slots = state.setdefault("_suppress", {})
-    first = slots.get((rule.id, entity))
+    first = slots.get((rule.id, hit.key))
     if first is not None and hit.event_time < first[1]:
         return first[0]
     own = alert_id(rule.id, hit.key, hit.trigger)
-    slots[(rule.id, entity)] = (own, hit.event_time + window)
+    slots[(rule.id, hit.key)] = (own, hit.event_time + window)
     return own

@@ -11,9 +11,7 @@ from pathlib import Path
 import msgspec
 
 from engine.batch import Raw
-from engine.context import enrich_batch, trace_batch
-from engine.decode import decode
-from engine.detect import Detector, split_by_shard
+from engine.detect import Detector
 from engine.rules.kinds import ACTIVITY_MEMORY, BASELINE_MEMORY
 from engine.rules.pack import load_pack
 from tests import tinybank
@@ -26,10 +24,7 @@ def _heartbeats(flow: Flow, days: range) -> None:
     for d in days:
         reading = {"id": f"hb-{d}", "ts": (tinybank.T0 + timedelta(days=d)).isoformat(), "site_id": "SITE1",
                    "borrower_id": "B1", "kind": "heartbeat", "value": 1, "unit": "beat", "gateway_id": "G1"}
-        raw = Raw("sensors", "topic", f"0:{d}", msgspec.json.encode(reading))  # the payments partition
-        batch = trace_batch(enrich_batch(decode([raw]), flow.ref), flow.tracer, flow.ref)
-        for key, shard in split_by_shard(batch):
-            flow.detector.run(shard, flow.states.setdefault(key, {}))
+        flow.feed([Raw("sensors", "topic", f"0:{d}", msgspec.json.encode(reading))])
 
 
 def _kept(flow: Flow) -> dict[str, int]:
@@ -41,18 +36,22 @@ def _kept(flow: Flow) -> dict[str, int]:
 
 
 def _quiet_for(flow: Flow, days: float, step: float = 5) -> None:
-    """Someone else's payments move event time on, `step` days at a time."""
-    start = flow.states and max(max(s.get("_progress", {"x": tinybank.T0}).values()) for s in flow.states.values())
+    """Someone else's payments and readings move event time on, `step` days at a time."""
+    start = max((ts for s in flow.states.values() if "_progress" in s for ts in s["_progress"].newest.values()),
+                default=None)
     first = (start - tinybank.T0).total_seconds() / 86400 if start else 0
     d = first
     while d < first + days:
         d += step
-        flow.feed("0", tx(f"other-{d}", d, "A-S2", "A-N1", 5_000))
+        flow.send("0", tx(f"other-{d}", d, "A-S2", "A-N1", 5_000))
+        reading = {"id": f"other-hb-{d}", "ts": (tinybank.T0 + timedelta(days=d)).isoformat(), "site_id": "SITE2",
+                   "borrower_id": "S2", "kind": "heartbeat", "value": 1, "unit": "beat", "gateway_id": "G2"}
+        flow.feed([Raw("sensors", "topic", f"0:other-{d}", msgspec.json.encode(reading))])
 
 
 def test_state_of_a_quiet_borrower_expires_and_the_count_falls_to_nothing():
     flow = Flow()
-    flow.feed("0", *[t for t, _ in tinybank.CASES[:-1]])  # disbursement, payments, cash: windows, timers, slots
+    flow.send("0", *[t for t, _ in tinybank.CASES[:-1]])  # disbursement, payments, cash: windows, timers, slots
     _heartbeats(flow, range(0, 9))
     _quiet_for(flow, 3, step=1)
     busy = _kept(flow)
@@ -78,13 +77,13 @@ def test_activity_hours_are_kept_compactly_and_only_for_the_activity_memory():
 
 def test_the_state_of_a_rule_version_no_longer_in_the_pack_goes():
     flow = Flow()
-    flow.feed("0", *[t for t, _ in tinybank.CASES[:3]])
+    flow.send("0", *[t for t, _ in tinybank.CASES[:3]])
     stale = {k for s in flow.states.values() for k in s if not k.startswith("_")}
     assert stale
     for state in flow.states.values():  # as if every rule had been at an older version before
         for key in [k for k in state if not k.startswith("_")]:
             state[key.replace("@", "@old")] = state.pop(key)
     newer = load_pack(Path(__file__).resolve().parents[1] / "rules" / "post_loan")
-    flow.detector = Detector(lambda: newer, flow.detector.clock, flow.ref)
+    flow.detector = Detector(lambda: newer, flow.detector.clock, flow.ref, flow.timing)
     _quiet_for(flow, 3)
     assert not any("@old" in k for s in flow.states.values() for k in s)

@@ -162,6 +162,7 @@ def test_a_repayment_paid_with_another_borrowers_loan_money_stays_the_payers():
 
 
 def _replay(tmp_path, txs):
+    """The whole flow over a file of these payments (in time order, as a file must be within its lateness)."""
     data = tinybank.write(tmp_path / "data", txs)
     db = tmp_path / "a.duckdb"
     app.run_flow(FileSource(stream_files(data)), data, db)
@@ -177,8 +178,8 @@ DISBURSE = tx("t-disb", 0, "LEDGER", "D1", 1_000_000, "disbursement", loan_id="L
 
 def test_a_busy_supplier_paying_rent_and_buying_from_the_borrower_raises_nothing(tmp_path):
     alerts = _replay(tmp_path, [
-        DISBURSE,
         *[tx(f"sale{d}", d - 30, "A-N1", "A-S1", 150_000) for d in range(30)],  # S1 has a business of its own
+        DISBURSE,
         tx("t1", 1, "D1", "A-S1", 600_000),  # the contracted payee is paid
         tx("rent", 2, "A-S1", "A-BAD", 80_000),  # S1's rent to its landlord (real estate)
         tx("goods", 3, "A-S1", "A-B1", 300_000),  # S1 buys goods from the borrower
@@ -188,8 +189,8 @@ def test_a_busy_supplier_paying_rent_and_buying_from_the_borrower_raises_nothing
 
 def test_a_real_conduit_still_fires(tmp_path):
     alerts = _replay(tmp_path, [
-        DISBURSE,
         tx("own", -20, "A-N1", "A-S1", 20_000),  # a little money of its own
+        DISBURSE,
         tx("t1", 1, "D1", "A-S1", 600_000),
         tx("t2", 2, "A-S1", "A-SEC", 550_000),  # most of it forwarded to a broker the next day
     ])

@@ -59,6 +59,14 @@ GRAPH_VALUES = {
 
 
 @dataclass(frozen=True)
+class Partition:
+    """The field a rule's events are routed by, and its getter on each stream's events."""
+
+    field: str
+    get: dict[str, Callable[[Any], Any]]
+
+
+@dataclass(frozen=True)
 class Match:
     """A rule held on one event: what held and the values it read (for evidence)."""
 
@@ -81,6 +89,12 @@ class CompiledRule:
     patterns: tuple[str, ...] = field(default=())
     version_at: tuple[int, int] = (1, 1)  # line, column of `version:` for lock problems
     lists: dict[str, list] = field(default_factory=dict)  # the shared lists it reads, by name
+    partition: Partition = Partition("borrower.id", {})
+
+    @property
+    def ordered(self) -> bool:
+        """Whether the rule keeps state across events, and so must see them in event-time order."""
+        return self.kind.stateful or self.spec.output.suppress_for is not None
 
     @property
     def id(self) -> str:
@@ -216,7 +230,46 @@ class _Compiler:
         return CompiledRule(
             spec, self.loc.file, applies, selections, condition, exceptions,
             list(self.read.values()), summary, kind, patterns, self.loc.where(("version",)), self.lists_read,
+            self.partition(),
         )
+
+    def partition(self) -> Partition:
+        """Where the rule's state lives: the field every event it keeps state on is routed by.
+
+        A stateful rule is routed by its own key (an absence with activity by the
+        activity's key, so the activity and the timers it proves meet), any other
+        rule by the borrower. The field must be a plain value on every stream the
+        rule reads, or the runtime could not put all of a key's events in one place."""
+        spec = self.spec
+        where: tuple = ()
+        if spec.aggregate is not None and spec.kind == "aggregate":
+            field_path, where = spec.aggregate.key, ("aggregate", "key")
+        elif spec.absence is not None and spec.kind == "absence":
+            act = spec.absence.require_activity
+            field_path, where = (act.key, ("absence", "require_activity", "key")) if act else \
+                (spec.absence.key, ("absence", "key"))
+        elif spec.baseline is not None and spec.kind == "baseline" and spec.baseline.key:
+            field_path, where = spec.baseline.key[0], ("baseline", "key", 0)
+        else:
+            field_path = "borrower.id"
+        getters = {}
+        streams = {spec.applies_to.stream}
+        if spec.absence is not None and spec.absence.require_activity is not None:
+            streams.add(spec.absence.require_activity.stream)
+        for stream in sorted(streams - {"alerts"}):
+            view = VIEWS[stream]
+            try:
+                f = resolve(view, field_path)
+            except UnknownField:
+                if where:
+                    self.fail(where, f"key '{field_path}' cannot be routed: {view.__name__} events have no such field")
+                continue
+            if f.kind not in ("str", "number", "bool"):
+                self.fail(where or ("applies_to",), f"key '{field_path}' cannot be routed: it is a {f.kind}, "
+                                                    f"not one value (key on one of its fields)")
+                continue
+            getters[stream] = f.get
+        return Partition(field_path, getters)
 
     def kind(self) -> tuple[Kind, set[str]]:
         """The kind's evaluator and the extra names its summary may use."""
@@ -252,7 +305,7 @@ class _Compiler:
             return BaselineKind(
                 [self.getter(("baseline", "key", i), k) for i, k in enumerate(b.key)],
                 self.getter(("baseline", "value"), b.value), b.compare == "same_weekday",
-                b.history, b.min_history, having, b.sustained,
+                b.history, b.min_history, having, b.sustained, self.tz,
             ), {"baseline", "ratio", "deviation"}
         if spec.kind == "graph":
             g = spec.graph
@@ -292,7 +345,7 @@ class _Compiler:
         window = agg.window
         return AggregateKind(
             self.getter(("aggregate", "key"), agg.key), duration(window.size), window.type == "tumbling",
-            measures, having, measure_type,
+            measures, having, measure_type, self.tz,
         )
 
     def getter(self, path: tuple, field_path: str, view: type | None = None) -> Callable[[Any], Any]:

@@ -29,7 +29,7 @@ import bisect
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from msgspec import Struct
@@ -75,6 +75,8 @@ class BaselineMeasures(Struct, frozen=True):
 class Kind:
     """Match: the event is the finding."""
 
+    stateful = False  # kinds that keep per-key state across events see them in event-time order
+
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         if not rule.in_scope(view):
             return []
@@ -107,12 +109,14 @@ class MeasureSpec:
 
 @dataclass
 class AggregateKind(Kind):
+    stateful = True
     key: Getter
     size: timedelta
     tumbling: bool
     measures: list[MeasureSpec]
     having: Predicate
     measure_type: type
+    tz: tzinfo = timezone.utc  # the bank's: tumbling windows start at its midnight
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         if not rule.in_scope(view):
@@ -151,8 +155,9 @@ class AggregateKind(Kind):
     def _window_start(self, ts: datetime) -> datetime:
         if not self.tumbling:
             return ts - self.size
-        epoch = datetime(1970, 1, 1, tzinfo=ts.tzinfo)
-        return ts - (ts - epoch) % self.size
+        local = ts.astimezone(self.tz)
+        since = local.replace(tzinfo=None) - datetime(1970, 1, 1)  # local wall time since the epoch
+        return ts - since % self.size
 
     @staticmethod
     def _input(ms: MeasureSpec, view: Any, principal: float | None) -> Any:
@@ -195,6 +200,7 @@ class Activity:
 
 @dataclass
 class AbsenceKind(Kind):
+    stateful = True
     key: Getter
     start: Predicate
     expect: Predicate
@@ -286,6 +292,7 @@ class AbsenceKind(Kind):
 
 @dataclass
 class BaselineKind(Kind):
+    stateful = True
     keys: list[Getter]
     value: Getter
     same_weekday: bool
@@ -293,6 +300,7 @@ class BaselineKind(Kind):
     min_history: int
     having: Predicate
     sustained: int
+    tz: tzinfo = timezone.utc  # the bank's: a reading's weekday is its local weekday
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         value = self.value(view) if rule.in_scope(view) else None
@@ -301,7 +309,7 @@ class BaselineKind(Kind):
         key = "/".join(str(g(view)) for g in self.keys)
         slot = state.setdefault(key, {"history": {}, "run": [], "fired": False, "last": view.ts})
         slot["last"] = max(slot["last"], view.ts)
-        bucket = str(view.weekday) if self.same_weekday else "all"
+        bucket = str(view.ts.astimezone(self.tz).weekday()) if self.same_weekday else "all"
         past: list = slot["history"].setdefault(bucket, [])
         if len(past) < self.min_history:
             past.append(value)

@@ -25,7 +25,10 @@ from engine.rules import condition as cond
 from engine.rules.fields import Field
 
 Predicate = Callable[[Any], bool]
-MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists", "during")
+MODIFIERS = ("eq", "in", "gt", "gte", "lt", "lte", "between", "startswith", "contains", "re", "exists", "during",
+             "weekday", "hours")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CALENDAR = {"during", "weekday", "hours"}  # tests of a time read in the bank's time zone
 NUMBER_OPS = {"gt", "gte", "lt", "lte", "between"}
 STR_OPS = {"startswith", "re"}
 
@@ -35,6 +38,15 @@ def check(f: Field, mod: str, value: Any) -> str | None:
     values = value if isinstance(value, list) else [value]
     if mod == "exists":
         return None if isinstance(value, bool) else "exists takes true or false"
+    if mod in ("weekday", "hours") and f.kind != "datetime":
+        return f"{mod} needs a time field, '{f.path}' is {f.kind}"
+    if mod == "weekday":
+        bad = [v for v in values if v not in WEEKDAYS]
+        return f"weekday takes days among {', '.join(WEEKDAYS)}, not {bad[0]!r}" if bad or not values else None
+    if mod == "hours":
+        ok = isinstance(value, list) and len(value) == 2 and all(
+            isinstance(h, (int, float)) and not isinstance(h, bool) and 0 <= h <= 24 for h in value)
+        return None if ok else "hours takes [from, to], local hours 0-24 (to before from wraps past midnight)"
     if mod == "during":
         if f.kind not in ("datetime", "date"):
             return f"during needs a time or date field, '{f.path}' is {f.kind}"
@@ -101,6 +113,21 @@ def periods(values: list) -> tuple[list[date], list[date]]:
 def predicate(f: Field, mod: str, value: Any, tz: tzinfo = timezone.utc) -> Predicate:
     """The test of one field; `during` reads a time's calendar day in the bank's time zone `tz`."""
     get = f.get
+    if mod == "weekday":
+        days = frozenset(WEEKDAYS.index(v) for v in (value if isinstance(value, list) else [value]))
+        return lambda v: (x := get(v)) is not None and x.astimezone(tz).weekday() in days
+    if mod == "hours":
+        low, high = value
+
+        def within(v: Any) -> bool:
+            x = get(v)
+            if x is None:
+                return False
+            local = x.astimezone(tz)
+            hour = local.hour + local.minute / 60 + local.second / 3600
+            return low <= hour < high if low <= high else hour >= low or hour < high
+
+        return within
     if mod == "during":
         starts, ends = periods(value)
         ends = [max(ends[: i + 1]) for i in range(len(ends))]  # overlapping ranges: the furthest end so far

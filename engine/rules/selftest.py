@@ -1,23 +1,22 @@
 """Run the tests embedded in rule files through the evaluators the daemon uses.
 
 Each test builds its own reference data (the pack's test context plus the
-test's `context`), feeds its events one at a time through decode, enrich,
-fund tracing and detect, and counts the alerts of the rule under test.
+test's `context`), feeds its events one at a time through the engine's stages
+(engine.pipeline: decode, enrich, fund tracing, routing, detection), ends the
+input as a replay's files end, and counts the alerts of the rule under test.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from engine.batch import Raw
-from engine.context import enrich_batch, trace_batch
-from engine.decode import decode
-from engine.detect import Detector
+from engine.pipeline import Pipeline
 from engine.records import REFERENCE
 from engine.reference import Reference
 from engine.rules import source
@@ -25,7 +24,11 @@ from engine.rules.compiler import CompiledRule
 from engine.rules.errors import Problem, RuleError
 from engine.rules.pack import Pack
 from engine.rules.spec import RuleTest
-from engine.tracing import Tracer
+from engine.timing import Timing
+
+
+# a rule's test events are a few and far between (repayments months apart): none is "future"
+TESTS_TIMING = Timing(future=timedelta(days=36_500))
 
 
 @dataclass(frozen=True)
@@ -69,18 +72,15 @@ def _run_one(pack: Pack, rule: CompiledRule, test: RuleTest, base: dict) -> Test
     except (msgspec.ValidationError, KeyError) as e:
         return TestOutcome(rule.id, test.name, False, f"bad test context: {e}")
     # the whole pack runs (a contagion rule needs the alerts of others); only this rule's alerts count
-    detector = Detector(lambda: pack, lambda: datetime(2000, 1, 1, tzinfo=timezone.utc), ref)
-    state: dict = {}
-    tracer = Tracer(pack.tracing)
+    pipeline = Pipeline(pack, ref, TESTS_TIMING)
     alerts = []
     for i, event in enumerate(test.events):
         event = dict(event)
         stream = event.pop("stream", rule.stream)
-        batch = enrich_batch(decode([Raw(stream, f"test {test.name!r}", f"event {i + 1}", event)]), ref)
-        if batch.dead:
-            return TestOutcome(rule.id, test.name, False, f"event {i + 1} is invalid: {batch.dead[0].reason}")
-        batch = trace_batch(batch, tracer, ref)
-        alerts += [a for a in detector.run(batch, state).items if a.rule_id == rule.id]
+        alerts += pipeline.feed([Raw(stream, f"test {test.name!r}", f"event {i + 1}", event)])
+        if pipeline.dead:
+            return TestOutcome(rule.id, test.name, False, f"event {i + 1} is invalid: {pipeline.dead[0].reason}")
+    alerts = [a for a in alerts + pipeline.end() if a.rule_id == rule.id]
     if len(alerts) != test.expect.alerts:
         got = "; ".join(a.summary for a in alerts) or "none"
         return TestOutcome(rule.id, test.name, False, f"expected {test.expect.alerts} alert(s), got {len(alerts)}: {got}")
