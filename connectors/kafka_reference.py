@@ -102,9 +102,17 @@ class ReferenceFeed:
         kind = self.kind_of[m.topic()]
         value = m.value()
         raw = Raw(kind, m.topic(), f"{m.partition()}:{m.offset()}", (value or b"")[:MAX_PAYLOAD])
+        if value is None and kind == "relations":  # a withdrawn relation: keyed by its id, it leaves the graph
+            relation_id = (m.key() or b"").decode("utf-8", "replace")
+            if self.ref.remove_relation(relation_id):
+                self.applied += 1
+                metrics.REFERENCE_IN.labels(kind="relations_removed").inc()
+            else:
+                self._dead(raw, f"invalid: tombstone for unknown relation {relation_id!r}")
+            return
         try:
             if value is None:
-                raise ValueError("unsupported: reference deletion (tombstone)")
+                raise ValueError("unsupported: deletion (tombstone) of a party, account or loan")
             record = _decoders[kind].decode(value)
         except msgspec.ValidationError as e:
             self._dead(raw, f"invalid: {e}")

@@ -150,8 +150,9 @@ def _view(
         days = (tx.ts - loan.disbursed_at).days
         share = tx.amount / loan.principal
     contracted = loan is not None and counterparty.id in loan.contracted_payees
-    related = counterparty.id in ref.related.get(borrower.id, ())
-    known = contracted or related or counterparty.id in ref.known.get(borrower.id, ())
+    day = tx.ts.date()
+    related = ref.is_related(borrower.id, counterparty.id, day)
+    known = contracted or related or ref.is_known(borrower.id, counterparty.id, day)
     return TxView(
         id=tx.id, ts=tx.ts, amount=tx.amount, currency=tx.currency, channel=tx.channel,
         mcc=tx.mcc, memo=tx.memo, from_account=tx.from_account, to_account=tx.to_account, loan_id=tx.loan_id,

@@ -9,6 +9,10 @@ whole graph.  Every search is bounded three ways:
   guarantees are kept in the order they were added);
 - work: at most `max_nodes` parties visited per query.
 
+Every look-up can be asked `as of` a day: only the guarantees in force on it
+(from their `valid_from`, until their `valid_to`) count, so a replay of last
+year sees last year's graph and a circle is found on the day it closed.
+
 A search that hit the fan-out or work bound is counted in `truncated` (beside
 `searches`), so a metric can show how often it happens.  Its answer is then a
 best effort: a circle, chain or path it returns is real, but a longer chain or
@@ -24,7 +28,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import date
 from itertools import islice
 
 import networkx as nx
@@ -49,6 +54,8 @@ class GuaranteeGraph:
         self._succ = self.g._succ  # guarantor -> {guaranteed party: edge data}
         self._pred = self.g._pred  # guaranteed party -> {guarantor: edge data}
         self._rels: dict[str, tuple[str, str, float]] = {}  # relation id -> (src, dst, amount)
+        self._valid: dict[str, tuple[date, date | None]] = {}  # relation id -> (valid_from, valid_to)
+        self._dated = date.min  # no guarantee starts after this day nor ever ends: as_of changes nothing then
         self._exposure: dict[str, float] = defaultdict(float)
         self.searches = 0
         self.truncated = 0
@@ -78,12 +85,14 @@ class GuaranteeGraph:
             data["amount"] += amount
             data["relations"].append(rel.id)
         self._rels[rel.id] = (rel.src, rel.dst, amount)
+        self._valid[rel.id] = (rel.valid_from, rel.valid_to)
+        self._dated = max(self._dated, rel.valid_from if rel.valid_to is None else date.max)
         self._exposure[rel.src] += amount
 
     def remove(self, relation_id: str) -> bool:
-        """Drop a guarantee (ended, or superseded); False if it is not here.  The
-        graph does not read `valid_to`: event time lives with the caller."""
+        """Drop a guarantee (withdrawn: a tombstone, or superseded); False if it is not here."""
         found = self._rels.pop(relation_id, None)
+        self._valid.pop(relation_id, None)
         if found is None:
             return False
         src, dst, _ = found
@@ -104,34 +113,52 @@ class GuaranteeGraph:
     def __len__(self) -> int:
         return len(self._rels)
 
-    def exposure(self, guarantor: str) -> float:
-        """Total amount this party guarantees, over all its guarantees."""
-        return self._exposure.get(guarantor, 0.0)
+    def in_force(self, relation_id: str, as_of: date | None) -> bool:
+        start, end = self._valid[relation_id]
+        return as_of is None or (start <= as_of and (end is None or as_of < end))
 
-    def gives(self, guarantor: str) -> dict[str, dict]:
+    def _adjacency(self, as_of: date | None) -> tuple[Mapping[str, dict], Mapping[str, dict]]:
+        """(successors, predecessors) of the graph as of a day."""
+        if as_of is None or as_of >= self._dated:
+            return self._succ, self._pred
+        return _AsOf(self, self._succ, as_of), _AsOf(self, self._pred, as_of)
+
+    def exposure(self, guarantor: str, as_of: date | None = None) -> float:
+        """Total amount this party guarantees, over all its guarantees (in force on `as_of`)."""
+        if as_of is None or as_of >= self._dated:
+            return self._exposure.get(guarantor, 0.0)
+        return sum(d["amount"] for d in self.gives(guarantor, as_of).values())
+
+    def gives(self, guarantor: str, as_of: date | None = None) -> dict[str, dict]:
         """Guaranteed party -> {'amount', 'relations'} for one guarantor (a copy)."""
-        return {b: {"amount": d["amount"], "relations": list(d["relations"])}
-                for b, d in self._succ.get(guarantor, {}).items()}
+        return self._edges(self._succ.get(guarantor, {}), as_of)
 
-    def receives(self, party: str) -> dict[str, dict]:
+    def receives(self, party: str, as_of: date | None = None) -> dict[str, dict]:
         """Guarantor -> {'amount', 'relations'} for one guaranteed party (a copy)."""
-        return {a: {"amount": d["amount"], "relations": list(d["relations"])}
-                for a, d in self._pred.get(party, {}).items()}
+        return self._edges(self._pred.get(party, {}), as_of)
 
-    def relations_on(self, path: list[str]) -> list[str]:
+    def _edges(self, adj: dict[str, dict], as_of: date | None) -> dict[str, dict]:
+        out = {}
+        for other, d in adj.items():
+            rels = [r for r in d["relations"] if self.in_force(r, as_of)]
+            if rels:
+                out[other] = {"amount": sum(self._rels[r][2] for r in rels), "relations": rels}
+        return out
+
+    def relations_on(self, path: list[str], as_of: date | None = None) -> list[str]:
         """Relation ids of the guarantees a -> b for each consecutive pair of `path`,
         in path order.  A pair without a guarantee contributes nothing."""
         out: list[str] = []
         for a, b in zip(path, path[1:]):
             data = self._succ.get(a, {}).get(b)
             if data is not None:
-                out.extend(data["relations"])
+                out.extend(r for r in data["relations"] if self.in_force(r, as_of))
         return out
 
     # --- bounded searches -----------------------------------------------
 
     def cycle_through(self, src: str, dst: str, max_len: int = 6, max_fanout: int = 200,
-                      max_nodes: int = MAX_NODES) -> list[str] | None:
+                      max_nodes: int = MAX_NODES, as_of: date | None = None) -> list[str] | None:
         """The shortest guarantee circle of at most `max_len` parties that contains
         the guarantee src -> dst, as [src, dst, ..., src]: [a, b, a] is a mutual
         guarantee.  None if there is none within the bounds.
@@ -143,12 +170,12 @@ class GuaranteeGraph:
         self.searches += 1
         if src == dst:
             return [src, src]
-        path, truncated = self._shortest(dst, src, max_len - 1, max_fanout, max_nodes)
+        path, truncated = self._shortest(dst, src, max_len - 1, max_fanout, max_nodes, as_of)
         self.truncated += truncated
         return None if path is None else [src, *path]
 
     def chain_through(self, src: str, dst: str, max_len: int = 12, max_fanout: int = 200,
-                      max_nodes: int = MAX_NODES) -> list[str]:
+                      max_nodes: int = MAX_NODES, as_of: date | None = None) -> list[str]:
         """The longest simple guarantee chain [a, ..., src, dst, ..., z] found through
         src -> dst, of at most `max_len` guarantees (max_len + 1 parties): extended
         upstream from src (its guarantors, theirs, ...) and downstream from dst.
@@ -162,7 +189,7 @@ class GuaranteeGraph:
         self.searches += 1
         if src == dst:
             return [src, dst]
-        chain, truncated = self._chain(src, dst, max_len, max_fanout, max_nodes)
+        chain, truncated = self._chain(src, dst, max_len, max_fanout, max_nodes, as_of)
         self.truncated += truncated
         return chain
 
@@ -176,15 +203,16 @@ class GuaranteeGraph:
         return chain
 
     def contagion(self, party: str, depth: int = 2, max_fanout: int = 200,
-                  max_nodes: int = MAX_NODES) -> list[list[str]]:
+                  max_nodes: int = MAX_NODES, as_of: date | None = None) -> list[list[str]]:
         """A path to every party within `depth` guarantees of `party`, in both directions:
         first its guarantors (paths ending at party: [g2, g1, party]: g2 guarantees g1,
         g1 guarantees party), then the parties it guarantees (paths starting at party).
         Breadth first, nearest first, so each path is a shortest one.  A party in a
         circle with `party` may appear on both sides; `party` itself never does."""
         self.searches += 1
-        up, t1 = self._reach(party, self._pred, depth, max_fanout, max_nodes)
-        down, t2 = self._reach(party, self._succ, depth, max_fanout, max_nodes)
+        succ, pred = self._adjacency(as_of)
+        up, t1 = self._reach(party, pred, depth, max_fanout, max_nodes)
+        down, t2 = self._reach(party, succ, depth, max_fanout, max_nodes)
         self.truncated += t1 or t2
         return [path[::-1] for path in up] + down
 
@@ -218,10 +246,11 @@ class GuaranteeGraph:
 
     # --- the searches themselves ----------------------------------------
 
-    def _shortest(self, s: str, t: str, limit: int, fanout: int, budget: int) -> tuple[list[str] | None, bool]:
+    def _shortest(self, s: str, t: str, limit: int, fanout: int, budget: int,
+                  as_of: date | None = None) -> tuple[list[str] | None, bool]:
         """Shortest path s ~> t of at most `limit` guarantees, bidirectional BFS that
         always grows the smaller frontier."""
-        succ, pred = self._succ, self._pred
+        succ, pred = self._adjacency(as_of)
         if limit < 1 or s not in succ or t not in succ:
             return None, False
         if t in succ[s]:
@@ -277,25 +306,26 @@ class GuaranteeGraph:
         return path
 
     def _chain(self, left: str, right: str | None, max_len: int, fanout: int,
-               budget: int) -> tuple[list[str], bool]:
+               budget: int, as_of: date | None = None) -> tuple[list[str], bool]:
         """Longest chain through left -> right (or through `left` alone when right is
         None): upstream from left, downstream from right, trimmed to max_len.
 
         One side's path can block the other's (in a circle both sides reach the
         same parties), so when the upstream-first try falls short of max_len the
         downstream-first one is tried too and the longer kept."""
-        if left not in self._succ and (right is None or right not in self._succ):
+        succ, pred = self._adjacency(as_of)
+        if left not in succ and (right is None or right not in succ):
             return [left] if right is None else [left, right], False
         cap = max(max_len - (right is not None), 0)
         start = left if right is None else right
         quarter = budget // 4
-        up, t1 = self._longest(left, self._pred, cap, {start}, fanout, quarter)
-        down, t2 = self._longest(start, self._succ, cap, set(up), fanout, quarter)
+        up, t1 = self._longest(left, pred, cap, {start}, fanout, quarter)
+        down, t2 = self._longest(start, succ, cap, set(up), fanout, quarter)
         best = self._trim(up, down, cap)
         truncated = t1 or t2
         if len(best[0]) + len(best[1]) - 2 < cap:
-            down, t3 = self._longest(start, self._succ, cap, {left}, fanout, quarter)
-            up, t4 = self._longest(left, self._pred, cap, set(down), fanout, quarter)
+            down, t3 = self._longest(start, succ, cap, {left}, fanout, quarter)
+            up, t4 = self._longest(left, pred, cap, set(down), fanout, quarter)
             other = self._trim(up, down, cap)
             truncated = truncated or t3 or t4
             if len(other[0]) + len(other[1]) > len(best[0]) + len(best[1]):
@@ -393,6 +423,30 @@ class GuaranteeGraph:
                 path.append(u)
             paths.append(path[::-1])
         return paths, truncated
+
+
+class _AsOf(Mapping):
+    """One direction of a graph's adjacency with only the guarantees in force on a day."""
+
+    def __init__(self, graph: GuaranteeGraph, adj: dict[str, dict], day: date):
+        self.graph, self.adj, self.day = graph, adj, day
+        self._cache: dict[str, dict] = {}
+
+    def __getitem__(self, node: str) -> dict:
+        if node not in self._cache:
+            in_force = self.graph.in_force
+            self._cache[node] = {other: d for other, d in self.adj[node].items()
+                                 if any(in_force(r, self.day) for r in d["relations"])}
+        return self._cache[node]
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.adj
+
+    def __iter__(self):
+        return iter(self.adj)
+
+    def __len__(self) -> int:
+        return len(self.adj)
 
 
 def circles(graph: GuaranteeGraph, max_len: int = 6, max_fanout: int = 200,

@@ -136,8 +136,7 @@ class Tracer:
                 untraced += part.amount
                 continue
             route = (*part.route, Hop(tx_id, payer, payee, part.amount, ts))
-            related = ref.related.get(part.borrower_id, ())
-            returned = part.hops >= 1 and (payee == part.borrower_id or payee in related)
+            returned = part.hops >= 1 and (payee == part.borrower_id or ref.is_related(part.borrower_id, payee, ts.date()))
             principal = ref.loans[part.loan_id].principal if part.loan_id in ref.loans else 0.0
             traces.append(Trace(
                 loan_id=part.loan_id, borrower_id=part.borrower_id, hops=part.hops, amount=part.amount,

@@ -361,30 +361,30 @@ class GraphKind(Kind):
             return [self._hit(rule, view, sorted((view.id, other)), [view.id, other],
                               [f"{view.id} and {other} share {what} {value!r} but are not declared related"],
                               {"shared": what})
-                    for other, what, value in ref.hidden_relations(view.id, self.max_holders)]
+                    for other, what, value in ref.hidden_relations(view.id, self.max_holders, view.ts.date())]
         if view.kind != "guarantee":
             return []
-        src, dst = view.src.id, view.dst.id
+        src, dst, day = view.src.id, view.dst.id, view.ts.date()  # the graph as of the guarantee's first day
         if self.check == "guarantor_exposure":
-            given, assets = graph.exposure(src), view.src.net_assets
+            given, assets = graph.exposure(src, day), view.src.net_assets
             if not assets or given / assets <= self.exposure_ratio:
                 return []
             values = {"exposure": round(given, 2), "net_assets": assets, "ratio": round(given / assets, 2)}
             lines = [f"{src} guarantees {other} for {d['amount']:.2f} ({', '.join(d['relations'])})"
-                     for other, d in sorted(graph.gives(src).items())]
-            return [self._hit(rule, view, [src], graph.relations_on([src, dst]), lines, values, src)]
+                     for other, d in sorted(graph.gives(src, day).items())]
+            return [self._hit(rule, view, [src], graph.relations_on([src, dst], day), lines, values, src)]
         if self.check == "guarantee_circle":
-            path = graph.cycle_through(src, dst, self.max_len, self.max_fanout)
+            path = graph.cycle_through(src, dst, self.max_len, self.max_fanout, as_of=day)
             if path is None:
                 return []
-            return [self._hit(rule, view, sorted(set(path)), graph.relations_on(path),
-                              _guarantee_lines(graph, path), {"size": len(path) - 1})]
-        if graph.cycle_through(src, dst, self.max_len, self.max_fanout) is not None:
+            return [self._hit(rule, view, sorted(set(path)), graph.relations_on(path, day),
+                              _guarantee_lines(graph, path, day), {"size": len(path) - 1})]
+        if graph.cycle_through(src, dst, self.max_len, self.max_fanout, as_of=day) is not None:
             return []  # a circle read round is not a chain (the circle check reports it)
-        path = graph.chain_through(src, dst, self.max_len, self.max_fanout)
+        path = graph.chain_through(src, dst, self.max_len, self.max_fanout, as_of=day)
         if len(path) - 1 < self.min_len:
             return []
-        return [self._hit(rule, view, path, graph.relations_on(path), _guarantee_lines(graph, path),
+        return [self._hit(rule, view, path, graph.relations_on(path, day), _guarantee_lines(graph, path, day),
                           {"length": len(path) - 1})]
 
     def _hit(self, rule: Any, view: Any, members: list[str], event_ids: list[str], path: list[str],
@@ -400,22 +400,22 @@ class GraphKind(Kind):
         """Contagion: linked findings for the guarantors and guaranteed parties of a risky party."""
         if not rule.in_scope(alert):
             return []
-        hits = []
-        for path in ref.guarantees.contagion(alert.borrower_id, self.depth, self.max_fanout):
+        hits, day = [], alert.event_time.date()
+        for path in ref.guarantees.contagion(alert.borrower_id, self.depth, self.max_fanout, as_of=day):
             party = path[0] if path[-1] == alert.borrower_id else path[-1]
             steps = len(path) - 1
             score = round(alert.score * self.decay ** steps)
             values = {"source_alert": alert.id, "source_rule": alert.rule_id, "steps": steps}
             summary = rule.summary(alert, {"party": party, "steps": steps, "linked_score": score})
-            hits.append(Hit(party, alert.id, ref.guarantees.relations_on(path), alert.event_time, party,
+            hits.append(Hit(party, alert.id, ref.guarantees.relations_on(path, day), alert.event_time, party,
                             alert.loan_id, values, [alert.rule_id], summary,
-                            _guarantee_lines(ref.guarantees, path), score))
+                            _guarantee_lines(ref.guarantees, path, day), score))
         return hits
 
 
-def _guarantee_lines(graph: Any, path: list[str]) -> list[str]:
+def _guarantee_lines(graph: Any, path: list[str], day: Any = None) -> list[str]:
     lines = []
     for a, b in zip(path, path[1:]):
-        edge = graph.gives(a).get(b, {})
+        edge = graph.gives(a, day).get(b, {})
         lines.append(f"{a} guarantees {b} for {edge.get('amount') or 0:.2f} ({', '.join(edge.get('relations', []))})")
     return lines
