@@ -70,6 +70,8 @@ def test_default_pack_loads():
          "SS-001.yaml:30:70: unknown field 'gateway' (did you mean 'gateway_id'?) [SS-001]"),
         ("HC-001.yaml", "{ts|during: $list:holiday_season}", "{ts|during: $list:holidays}",
          "HC-001.yaml:30:24: unknown list 'holidays' (did you mean 'holiday_season'?) [HC-001]"),
+        ("FO-001.yaml", "key: loan.id", "key: loan",
+         "FO-001.yaml:24:8: key 'loan' cannot be routed: it is a struct, not one value (key on one of its fields)"),
         ("LO-001.yaml", "id: LO-001", "id: CO-001",
          "LO-001.yaml:1:5: duplicate rule id CO-001 (also in"),
     ],
