@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-
+from engine.evidence import event_record
 from engine.records import Alert, Evidence
 from engine.rules.compiler import CompiledRule
-from engine.rules.kinds import Hit
+from engine.rules.kinds import EVIDENCE_EVENTS, Hit
 
 
 def alert_id(rule_id: str, entity: str, trigger: str) -> str:
@@ -35,6 +35,7 @@ def make_alert(rule: CompiledRule, pack_version: str, hit: Hit, detected_at: dat
         event_time=hit.event_time,
         detected_at=detected_at,
         summary=hit.summary,
-        evidence=Evidence(event_ids=hit.event_ids, values=hit.values, conditions=hit.conditions, path=hit.path),
+        evidence=Evidence(event_ids=hit.event_ids, values=hit.values, conditions=hit.conditions, path=hit.path,
+                          events=[event_record(e) for e in hit.events[-EVIDENCE_EVENTS:]]),
         shadow=spec.status == "experimental",
     )

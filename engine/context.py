@@ -56,15 +56,9 @@ class TxView(Struct, frozen=True, kw_only=True, gc=False):  # no cycles: skip GC
     counterparty_related: bool  # a declared related party of the borrower
     counterparty_known: bool  # contracted, related or a declared supply-chain partner
     self_transfer: bool  # between two accounts of the borrower
+    payer_id: str  # the parties of the payment itself, whatever its direction
+    payee_id: str
     trace: Trace | None = None  # loan money in this payment, from fund tracing
-
-    @property
-    def payer_id(self) -> str:
-        return self.borrower.id if self.direction == "out" else self.counterparty.id
-
-    @property
-    def payee_id(self) -> str:
-        return self.counterparty.id if self.direction != "in" else self.borrower.id
 
 
 class SensorView(Struct, frozen=True, kw_only=True):
@@ -129,7 +123,7 @@ def enrich(tx: Transaction, ref: Reference) -> TxView:
         direction, borrower, counterparty = "in", payee, payer
 
     loan = disbursing if funded else _loan_context(tx, borrower.id, ref)
-    return _view(tx, direction, borrower, counterparty, loan, funded, ref)
+    return _view(tx, direction, borrower, counterparty, loan, funded, ref, payer.id, payee.id)
 
 
 def retarget(view: TxView, trace: Trace, ref: Reference) -> TxView:
@@ -138,12 +132,12 @@ def retarget(view: TxView, trace: Trace, ref: Reference) -> TxView:
     if view.borrower.id == trace.borrower_id:
         return msgspec.structs.replace(view, trace=trace)
     borrower, loan, payee = ref.parties[trace.borrower_id], ref.loans[trace.loan_id], ref.parties[view.payee_id]
-    return _view(view, "onward", borrower, payee, loan, False, ref, trace)
+    return _view(view, "onward", borrower, payee, loan, False, ref, view.payer_id, view.payee_id, trace)
 
 
 def _view(
     tx: Transaction | TxView, direction: str, borrower: Party, counterparty: Party, loan: Loan | None,
-    funded: bool, ref: Reference, trace: Trace | None = None,
+    funded: bool, ref: Reference, payer_id: str, payee_id: str, trace: Trace | None = None,
 ) -> TxView:
     days = share = None
     if loan is not None:
@@ -159,7 +153,7 @@ def _view(
         direction=direction, borrower=borrower, counterparty=counterparty, loan=loan,
         funded_by_loan=funded, days_since_disbursement=days, share_of_principal=share,
         counterparty_contracted=contracted, counterparty_related=related, counterparty_known=known,
-        self_transfer=counterparty.id == borrower.id, trace=trace,
+        self_transfer=counterparty.id == borrower.id, payer_id=payer_id, payee_id=payee_id, trace=trace,
     )
 
 

@@ -142,11 +142,17 @@ class SensorReading(Record, kw_only=True):
 # --- outputs --------------------------------------------------------------
 
 
+Scalar = str | int | float | bool | None
+
+
 class Evidence(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     event_ids: list[str]
-    values: dict[str, str | int | float | bool | None]  # the fields the rule read
+    values: dict[str, Scalar]  # the fields the rule read
     conditions: list[str]  # selections that held
     path: list[str] = []  # graph path or money route, when there is one
+    # the triggering events themselves, as they came in (a payment's accounts, amount, channel, memo;
+    # a reading's site, kind, value; a relation's parties), so an analyst needs nothing else to read them
+    events: list[dict[str, Scalar]] = []
 
 
 class Alert(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

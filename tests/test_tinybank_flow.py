@@ -40,6 +40,10 @@ def test_alert_carries_explained_evidence(tmp_path):
     (alert,) = store.alerts(rule="CO-001")
     evidence = json.loads(alert["evidence"])
     assert evidence["event_ids"] == ["t-cash"]
+    (event,) = evidence["events"]  # the payment itself, as it came in
+    assert {k: event[k] for k in ("id", "from_account", "to_account", "payer", "payee", "amount", "channel")} == \
+        {"id": "t-cash", "from_account": "D1", "to_account": "CASH", "payer": "B1", "payee": "BANK",
+         "amount": 50000.0, "channel": "cash"}
     assert sorted(evidence["conditions"]) == ["above_limit", "cash", "funded"]
     assert evidence["values"]["amount"] == 50000.0 and evidence["values"]["channel"] == "cash"
     assert alert["loan_id"] == "L1" and alert["borrower_id"] == "B1"

@@ -215,4 +215,8 @@ def test_alert_carries_the_route_with_amounts_and_times(tmp_path):
         "t1: B1 -> S1 600000.00", "t2: S1 -> N1 580000.00", "t3: N1 -> F1 500000.00",
     ]
     assert evidence["path"][2].endswith("at 2026-01-08T09:00:00+00:00")
+    # the payments themselves: the earlier hops with the loan money they moved, the last one whole
+    assert [(e["id"], e["payer"], e["payee"]) for e in evidence["events"]] == [
+        ("t1", "B1", "S1"), ("t2", "S1", "N1"), ("t3", "N1", "F1")]
+    assert evidence["events"][0]["loan_money"] == 600_000 and evidence["events"][2]["to_account"] == "A-F1"
     assert alert["borrower_id"] == "B1" and alert["loan_id"] == "L1"

@@ -62,6 +62,7 @@ class Hit:
     summary: str
     path: list[str] = field(default_factory=list)  # a money route or a graph path
     score: int | None = None  # None: the rule's risk_score (contagion decays it)
+    events: list = field(default_factory=list)  # the triggering events (views, route hops, records)
 
 
 class BaselineMeasures(Struct, frozen=True):
@@ -85,8 +86,9 @@ class Kind:
         trace = getattr(view, "trace", None)
         path = route_lines(trace) if trace is not None and trace.hops else []
         event_ids = [h.tx_id for h in trace.route] if path else [view.id]
+        events = [*trace.route[:-1], view] if path else [view]
         return [Hit(loan_id or view.borrower.id, view.id, event_ids, view.ts, view.borrower.id, loan_id,
-                    m.values, m.conditions, m.summary, path)]
+                    m.values, m.conditions, m.summary, path, events=events)]
 
     def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
         return []
@@ -128,7 +130,7 @@ class AggregateKind(Kind):
         rows: list = slot["rows"]
         principal = view.loan.principal if getattr(view, "loan", None) is not None else None
         inputs = tuple(self._input(ms, view, principal) for ms in self.measures)
-        bisect.insort(rows, (view.ts, view.id, inputs), key=lambda r: r[0])
+        bisect.insort(rows, (view.ts, view.id, inputs, view), key=lambda r: r[0])
         start = self._window_start(view.ts)
         while rows and (rows[0][0] < start if self.tumbling else rows[0][0] <= start):
             rows.pop(0)
@@ -142,7 +144,8 @@ class AggregateKind(Kind):
         ids = [r[1] for r in rows]
         summary = rule.summary(view, values)
         return [Hit(str(key), ids[0], ids[-EVIDENCE_EVENTS:], view.ts, view.borrower.id, loan_id,
-                    {**m.values, **{k: round(v, 4) for k, v in values.items()}}, m.conditions, summary)]
+                    {**m.values, **{k: round(v, 4) for k, v in values.items()}}, m.conditions, summary,
+                    events=[r[3] for r in rows[-EVIDENCE_EVENTS:]])]
 
     def expire(self, watermark: datetime, state: dict) -> None:
         # a window holds rows for `size`; a key that fired stays quiet until `until`
@@ -256,6 +259,7 @@ class AbsenceKind(Kind):
             "deadline": view.ts + self.within, "start_id": view.id, "start_ts": view.ts,
             "borrower_id": view.borrower.id, "loan_id": loan.id if loan is not None else None,
             "summary": rule.summary(view, {}), "active_key": None if whose is None else str(whose),
+            "start": view,  # the last event before the silence, for the alert
         }
 
     def on_watermark(self, rule: Any, watermark: datetime, state: dict) -> list[Hit]:
@@ -274,7 +278,7 @@ class AbsenceKind(Kind):
                     continue  # quiet everywhere meanwhile (a shutdown, an outage): real inactivity, not this signal
             hits.append(Hit(key, t["start_id"], [t["start_id"]], t["deadline"], t["borrower_id"], t["loan_id"],
                             {"last_seen": t["start_ts"].isoformat(), "deadline": t["deadline"].isoformat()},
-                            ["start", "no expected event"], t["summary"]))
+                            ["start", "no expected event"], t["summary"], events=[t["start"]]))
         return hits
 
     def expire(self, watermark: datetime, state: dict) -> None:
@@ -325,7 +329,7 @@ class BaselineKind(Kind):
             past.append(value)
             del past[: -self.history]
             return []
-        slot["run"].append(view.id)  # protect on anomaly: an outlier never enters the baseline
+        slot["run"].append(view)  # protect on anomaly: an outlier never enters the baseline
         if slot["fired"] or len(slot["run"]) < self.sustained:
             return []
         slot["fired"] = True
@@ -334,8 +338,9 @@ class BaselineKind(Kind):
         values = {**m.values, "baseline": round(mean, 2), "ratio": round(measures.ratio, 4),
                   "deviation": round(measures.deviation, 2), "points": len(slot["run"])}
         summary = rule.summary(view, {"baseline": mean, "ratio": measures.ratio, "deviation": measures.deviation})
-        return [Hit(key, slot["run"][0], slot["run"][-EVIDENCE_EVENTS:], view.ts, view.borrower.id,
-                    loan.id if loan is not None else None, values, m.conditions, summary)]
+        run = slot["run"][-EVIDENCE_EVENTS:]
+        return [Hit(key, slot["run"][0].id, [v.id for v in run], view.ts, view.borrower.id,
+                    loan.id if loan is not None else None, values, m.conditions, summary, events=run)]
 
     def expire(self, watermark: datetime, state: dict) -> None:
         for key in [k for k, slot in state.items() if slot["last"] < watermark - BASELINE_MEMORY]:
@@ -360,7 +365,7 @@ class GraphKind(Kind):
         if self.check == "hidden_related":
             return [self._hit(rule, view, sorted((view.id, other)), [view.id, other],
                               [f"{view.id} and {other} share {what} {value!r} but are not declared related"],
-                              {"shared": what})
+                              {"shared": what}, events=[view, ref.parties[other]])
                     for other, what, value in ref.hidden_relations(view.id, self.max_holders, view.ts.date())]
         if view.kind != "guarantee":
             return []
@@ -372,29 +377,32 @@ class GraphKind(Kind):
             values = {"exposure": round(given, 2), "net_assets": assets, "ratio": round(given / assets, 2)}
             lines = [f"{src} guarantees {other} for {d['amount']:.2f} ({', '.join(d['relations'])})"
                      for other, d in sorted(graph.gives(src, day).items())]
-            return [self._hit(rule, view, [src], graph.relations_on([src, dst], day), lines, values, src)]
+            ids = graph.relations_on([src, dst], day)
+            return [self._hit(rule, view, [src], ids, lines, values, src, _records(ref, ids))]
         if self.check == "guarantee_circle":
             path = graph.cycle_through(src, dst, self.max_len, self.max_fanout, as_of=day)
             if path is None:
                 return []
-            return [self._hit(rule, view, sorted(set(path)), graph.relations_on(path, day),
-                              _guarantee_lines(graph, path, day), {"size": len(path) - 1})]
+            ids = graph.relations_on(path, day)
+            return [self._hit(rule, view, sorted(set(path)), ids, _guarantee_lines(graph, path, day),
+                              {"size": len(path) - 1}, events=_records(ref, ids))]
         if graph.cycle_through(src, dst, self.max_len, self.max_fanout, as_of=day) is not None:
             return []  # a circle read round is not a chain (the circle check reports it)
         path = graph.chain_through(src, dst, self.max_len, self.max_fanout, as_of=day)
         if len(path) - 1 < self.min_len:
             return []
-        return [self._hit(rule, view, path, graph.relations_on(path, day), _guarantee_lines(graph, path, day),
-                          {"length": len(path) - 1})]
+        ids = graph.relations_on(path, day)
+        return [self._hit(rule, view, path, ids, _guarantee_lines(graph, path, day), {"length": len(path) - 1},
+                          events=_records(ref, ids))]
 
     def _hit(self, rule: Any, view: Any, members: list[str], event_ids: list[str], path: list[str],
-             values: dict, entity: str | None = None) -> Hit:
+             values: dict, entity: str | None = None, events: list | None = None) -> Hit:
         """One finding per circle, chain or pair however many records reveal it: the key is its members."""
         key = "/".join(sorted(set(members)))
         m = rule.explain(view)
         summary = rule.summary(view, {**values, "members": ", ".join(members)})
         return Hit(key, key, event_ids, view.ts, entity or min(members), None, {**m.values, **values},
-                   m.conditions, summary, path)
+                   m.conditions, summary, path, events=events if events is not None else [view])
 
     def spread(self, rule: Any, alert: Any, ref: Any) -> list[Hit]:
         """Contagion: linked findings for the guarantors and guaranteed parties of a risky party."""
@@ -407,10 +415,16 @@ class GraphKind(Kind):
             score = round(alert.score * self.decay ** steps)
             values = {"source_alert": alert.id, "source_rule": alert.rule_id, "steps": steps}
             summary = rule.summary(alert, {"party": party, "steps": steps, "linked_score": score})
-            hits.append(Hit(party, alert.id, ref.guarantees.relations_on(path, day), alert.event_time, party,
-                            alert.loan_id, values, [alert.rule_id], summary,
-                            _guarantee_lines(ref.guarantees, path, day), score))
+            ids = ref.guarantees.relations_on(path, day)
+            hits.append(Hit(party, alert.id, ids, alert.event_time, party, alert.loan_id, values, [alert.rule_id],
+                            summary, _guarantee_lines(ref.guarantees, path, day), score,
+                            events=_records(ref, ids)))
         return hits
+
+
+def _records(ref: Any, relation_ids: list[str]) -> list:
+    """The relation records behind a graph finding, for its evidence."""
+    return [ref.relations[i] for i in relation_ids if i in ref.relations]
 
 
 def _guarantee_lines(graph: Any, path: list[str], day: Any = None) -> list[str]:

@@ -197,7 +197,11 @@ async function loadAlert(id) {
   $("#a-values tbody").replaceChildren(...Object.entries(a.evidence.values).map(([k, v]) =>
     el("tr", {}, el("td", {text: k}), el("td", {text: String(v)}))));
   $("#a-conditions").textContent = "成立的条件 Conditions that held: " + (a.evidence.conditions.join(", ") || "-");
-  $("#a-events").textContent = "触发事件 Triggering events: " + a.evidence.event_ids.join(", ");
+  const events = a.evidence.events.length ? a.evidence.events : a.evidence.event_ids.map((id) => ({id}));
+  const columns = [...new Set(events.flatMap((e) => Object.keys(e)))].filter((k) => k !== "stream");
+  $("#a-events thead").replaceChildren(el("tr", {}, ...columns.map((k) => el("th", {text: k}))));
+  $("#a-events tbody").replaceChildren(...events.map((e) => el("tr", {},
+    ...columns.map((k) => el("td", {text: e[k] === undefined || e[k] === null ? "" : String(e[k])})))));
   actionsFor(a);
   $("#audit tbody").replaceChildren(...a.audit.map((e) => el("tr", {},
     el("td", {text: when(e.changed_at)}), el("td", {text: e.actor}), el("td", {text: e.action}),
