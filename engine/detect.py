@@ -9,9 +9,10 @@ key in one place. Keys are bucketed into a fixed number of shards, whatever
 the number of workers, so one worker and several give the same alerts; a
 shard's events travel as one batch, not one by one.
 
-Time. Event time only. A stateless rule (match, graph) looks at each event as
-it comes. A stateful one (windows, absences, baselines, a match that merges
-repeats) sees its events in event-time order: the shard holds them until the
+Time. Event time only. A match rule looks at each event as it comes. A rule
+whose findings depend on the order of events (windows, absences, baselines,
+graph checks, a match that merges repeats) sees its events in event-time
+order: the shard holds them until the
 watermark of their stream has passed them (engine.timing), then feeds them in
 order of (time, event id), so the same events in any arrival order within the
 allowed lateness give the same alerts. Deadlines are checked against the

@@ -28,7 +28,7 @@ from connectors.simbank.schema import schema
 from connectors.simbank.writer import FILES, STRUCTS
 from engine.patterns import PATTERNS
 
-SEED, BORROWERS, DAYS = 11, 60, 60
+SEED, BORROWERS, DAYS = 11, 150, 60
 PROHIBITED = {"real_estate", "securities", "futures", "crypto", "lending", "gambling"}
 TX_PATTERNS = {"purpose_violation", "entrusted_payment_mismatch", "round_trip", "splitting", "fan_out", "pass_through",
                "large_outflow", "cash_out", "idle_funds", "missed_repayment", "loan_refinancing"}

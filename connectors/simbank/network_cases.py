@@ -17,6 +17,7 @@ from .labels import Case, LabelRow
 from .reference import FIRM_SECTORS, World
 
 CONTAGION_DEPTH = 2  # guarantees from the risky borrower: the default pack's CG-001 depth
+CHAIN_GUARANTEES = 5  # a chain this long is a risk (GL-001's min_len)
 
 
 def _network_firm(w: World) -> int:
@@ -143,6 +144,13 @@ def labels(w: World, cases: list[Case], first_of: dict[int, int]) -> list[LabelR
             last = max(rel["valid_from"][r] for r in c.p["rels"])
             out.append(LabelRow(c.pattern, int(w.borrower[c.b]), c.loan, max(start_us, h.utc_midnight(last)),
                                 "relation", c.p["rels"]))
+            # a circle closed by its latest guarantee was, until then, a chain of the others
+            first = sorted(c.p["rels"], key=lambda r: rel["valid_from"][r])
+            open_ = first[:-1]
+            if c.pattern == "guarantee_circle" and len(open_) >= CHAIN_GUARANTEES and \
+                    rel["valid_from"][first[-1]] > rel["valid_from"][open_[-1]]:
+                out.append(LabelRow("guarantee_chain", int(w.borrower[c.b]), c.loan,
+                                    max(start_us, h.utc_midnight(rel["valid_from"][open_[-1]])), "relation", open_))
         elif c.pattern == "guarantor_overexposed":
             g, rels = c.p["guarantor"], c.p["rels"]
             net = w.parties["net_assets"][g]

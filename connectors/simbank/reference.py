@@ -151,6 +151,11 @@ class World:
 
     def relate(self, kind: str, src: int, dst: int, valid_from: date | None, amount=None, share=None,
                loan: int = -1, lead: int = 0, frac: float = 0.0) -> int:
+        """A relation. A declared one (not a guarantee) without a date holds from the day both
+        parties existed; a guarantee without one gets its dates from its loan (finalize)."""
+        if valid_from is None and kind != "guarantee":
+            registered = self.parties["registered_on"]
+            valid_from = max(registered[src], registered[dst])
         return self.relations.add(kind=kind, src=src, dst=dst, amount=amount, share=share, valid_from=valid_from,
                                   valid_to=None, loan=loan, lead=lead, frac=frac)
 
@@ -301,7 +306,7 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
                         net_assets=float(round(w.scale[b] * rng.uniform(3e6, 15e6), -3)))
             w.borrower[b], w.owner[b], w.sector[b] = p, owner, sector
             share = float(round(rng.uniform(0.51, 1.0), 2))
-            w.relate("ownership", owner, p, w.parties["registered_on"][p], share=share)
+            w.relate("ownership", owner, p, None, share=share)
             k = int(rng.integers(3, 9))
             w.sup[b, :k], w.n_sup[b] = rng.choice(w.pools["supplier"], k, replace=False), k
             k = int(rng.integers(4, 13))
@@ -321,7 +326,7 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
             if rng.random() < 0.05:
                 w.lender[b] = rng.choice(w.pools["lending"])
             for x in np.unique(np.concatenate([w.sup[b, : w.n_sup[b]], w.cus[b, : w.n_cus[b]]])):
-                w.relate("supply_chain", p, int(x), w.pre_horizon(60, 2000))
+                w.relate("supply_chain", p, int(x), None)
             if b in sites_for:
                 hc = int(np.clip(40 * w.scale[b] * rng.uniform(0.5, 2.0), 12, 1500))
                 unit = UNITS[sector]
@@ -334,7 +339,7 @@ def build_world(rng: np.random.Generator, n: int, h: Horizon) -> World:
                         net_assets=float(round(rng.uniform(2e5, 3e6), -3)))
             spouse = w.party("person", "household", region=region)
             w.borrower[b], w.spouse[b], w.sector[b] = p, spouse, "household"
-            w.relate("family", spouse, p, w.pre_horizon(100, 5000))
+            w.relate("family", spouse, p, None)
             w.employer[b] = rng.choice(w.pools["employer"])
             k = int(rng.integers(1, 3))
             w.util[b, :k], w.n_util[b] = rng.choice(w.pools["utility"], k, replace=False), k
@@ -401,16 +406,16 @@ def _declared_noise(w: World) -> None:
         p1, p2 = w.borrower[b1], w.borrower[b2]
         holding = int(rng.choice(w.pools["holding"]))
         for p in (p1, p2):
-            w.relate("control", holding, p, w.pre_horizon(200, 3000))
+            w.relate("control", holding, p, None)
         if rng.random() < 0.6:
             w.parties["legal_rep"][p2] = w.parties["legal_rep"][p1]
-            w.relate("shared_legal_rep", p1, p2, w.pre_horizon(200, 3000))
+            w.relate("shared_legal_rep", p1, p2, None)
         else:
             w.parties["address"][p2] = w.parties["address"][p1]
-            w.relate("shared_address", p1, p2, w.pre_horizon(200, 3000))
+            w.relate("shared_address", p1, p2, None)
         w.declared_shared.update((b1, b2))
     for b in order[2 * max(1, len(firms) // 40):][: max(1, len(firms) // 20)]:
-        w.relate("shared_director", w.borrower[b], int(rng.choice(w.cus[b, : w.n_cus[b]])), w.pre_horizon(100, 3000))
+        w.relate("shared_director", w.borrower[b], int(rng.choice(w.cus[b, : w.n_cus[b]])), None)
 
 
 def _family_groups(w: World) -> None:
@@ -425,13 +430,15 @@ def _family_groups(w: World) -> None:
         if len(free) < size:
             break
         group, free = free[:size], free[size:]
-        head = w.party("person", "household", region=int(w.region[group[0]]))
+        oldest = min(w.parties["registered_on"][w.borrower[b]] for b in group)
+        head = w.party("person", "household", region=int(w.region[group[0]]),
+                       registered=oldest - timedelta(days=int(rng.integers(3000, 9000))))
         field = "phone" if rng.random() < 0.5 else "address"
         value = w.parties[field][w.borrower[group[0]]]
         for b in group:
             p = int(w.borrower[b])
-            w.relate("family", head, int(w.owner[b]), w.pre_horizon(1000, 8000))
-            w.relate("control", head, p, w.pre_horizon(200, 3000))
+            w.relate("family", head, int(w.owner[b]), None)
+            w.relate("control", head, p, None)
             w.parties[field][p] = value
         w.family_firms.update(group)
 

@@ -57,8 +57,8 @@ def apply(w: World, rng: np.random.Generator, cases: list[Case], g: SensorGrid) 
             g.value[s, k: k + n, KWH] = np.round(g.value[s, k: k + n, KWH] * rng.uniform(0.05, 0.25, n), 1)
             g.present[s, k: k + n, :] = True
             out.append(label(c.pattern, g.keys(s, range(k, k + n), KWH), g.ts[s, k + 2, KWH]))
-        elif c.pattern == "executive_absent":  # 10-20 days without the executive, business goes on
-            n = int(rng.integers(10, 21))
+        elif c.pattern == "executive_absent":  # 11-20 days without the executive, business goes on
+            n = int(rng.integers(11, 21))
             k = h.calm_start(rng, 7, D - 10, n)
             n = min(n, D - k)
             g.value[s, k: k + n, EXEC] = 0.0

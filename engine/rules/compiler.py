@@ -93,8 +93,8 @@ class CompiledRule:
 
     @property
     def ordered(self) -> bool:
-        """Whether the rule keeps state across events, and so must see them in event-time order."""
-        return self.kind.stateful or self.spec.output.suppress_for is not None
+        """Whether the rule's findings depend on the order of events, so it must see them in event-time order."""
+        return self.kind.ordered or self.spec.output.suppress_for is not None
 
     @property
     def id(self) -> str:

@@ -76,7 +76,9 @@ class BaselineMeasures(Struct, frozen=True):
 class Kind:
     """Match: the event is the finding."""
 
-    stateful = False  # kinds that keep per-key state across events see them in event-time order
+    # kinds whose findings depend on the order of events see them in event-time order: those that
+    # keep per-key state, and the graph checks, which one finding may raise from several records
+    ordered = False
 
     def on_event(self, rule: Any, view: Any, state: dict, ref: Any) -> list[Hit]:
         if not rule.in_scope(view):
@@ -111,7 +113,7 @@ class MeasureSpec:
 
 @dataclass
 class AggregateKind(Kind):
-    stateful = True
+    ordered = True
     key: Getter
     size: timedelta
     tumbling: bool
@@ -203,7 +205,7 @@ class Activity:
 
 @dataclass
 class AbsenceKind(Kind):
-    stateful = True
+    ordered = True
     key: Getter
     start: Predicate
     expect: Predicate
@@ -296,7 +298,7 @@ class AbsenceKind(Kind):
 
 @dataclass
 class BaselineKind(Kind):
-    stateful = True
+    ordered = True
     keys: list[Getter]
     value: Getter
     same_weekday: bool
@@ -349,6 +351,7 @@ class BaselineKind(Kind):
 
 @dataclass
 class GraphKind(Kind):
+    ordered = True
     check: str
     max_len: int
     min_len: int
