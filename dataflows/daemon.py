@@ -38,7 +38,7 @@ from dataflows.api.server import Listen, serve_beside
 from dataflows.app import live_pack
 from dataflows.config import ConfigError, Settings, kafka_config
 from dataflows.flow import build_flow, utc_now
-from engine.batch import Raw
+from engine.batch import Raw, quiet_after
 from engine.decode import Limits
 from engine.reference import Reference
 from engine.rules.pack import Pack
@@ -156,11 +156,11 @@ def private_directory(directory: Path) -> Path:
 
 
 def snapshot_events(reference: Reference, where: str) -> list[Raw]:
-    """The snapshot's parties and relations as events, so graph rules look at them once."""
+    """The snapshot's parties and relations as events, so graph rules look at them once, in time order."""
     encode = msgspec.json.Encoder().encode
-    return [Raw(kind, where, f"{kind} {record.id}", encode(record))
-            for kind, records in (("parties", reference.parties), ("relations", reference.relations))
-            for record in records.values()]
+    records = sorted([("parties", p.registered_on, p) for p in reference.parties.values()] +
+                     [("relations", r.valid_from, r) for r in reference.relations.values()], key=lambda x: x[1])
+    return [Raw(kind, where, f"{kind} {record.id}", encode(record)) for kind, _, record in records]
 
 
 def _refresher(feed: ReferenceFeed | None, initial: list[Raw]):
@@ -173,7 +173,8 @@ def _refresher(feed: ReferenceFeed | None, initial: list[Raw]):
             if pending:
                 events = pending + events
                 pending.clear()
-        return dead, events
+        # handed over in bulk: the graph rules need not wait for more of them to put them in order
+        return dead, events + quiet_after(events)
 
     return refresh if feed is not None or initial else None
 

@@ -134,6 +134,7 @@ def _enrich(batch: Batch, ref: Reference, refresh: Refresh | None, lateness: Lat
         if events:  # relations and parties, as events for the graph rules
             decoded = decode(events, limits)
             batch = batch.passing_on(decoded.items + batch.items, batch.dead + decoded.dead, batch.seen)
+            batch.idle = batch.idle | decoded.idle
     try:
         return enrich_batch(batch.passing_on(batch.items, list(batch.dead), batch.seen), ref, lateness, now)
     except Exception:  # noqa: BLE001 - find the record that broke it; no record may stop the flow

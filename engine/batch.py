@@ -42,6 +42,16 @@ def quiet(stream: str, source: str, partition: str = "") -> Raw:
     return Raw(stream, source, f"{partition}:quiet" if partition else "quiet", b"", control="quiet")
 
 
+def quiet_after(raws: list[Raw]) -> list[Raw]:
+    """The words that every partition these records came from has nothing more for now
+    (reference data handed over in bulk: a snapshot, what the reference topics held)."""
+    marks = {}
+    for raw in raws:
+        partition, sep, _ = raw.position.partition(":")
+        marks[(raw.stream, raw.source, partition if sep else "")] = None
+    return [quiet(stream, source, partition) for stream, source, partition in marks]
+
+
 def roster(stream: str, partitions: list[str]) -> Raw:
     """The word a source sends at start: these are all the input partitions of `stream` now."""
     return Raw(stream, "roster", "roster", msgspec.json.encode(sorted(partitions)), control="roster")

@@ -51,8 +51,8 @@ class Progress:
         for where, ts in progress.items():
             if where not in self.newest or ts > self.newest[where]:
                 self.newest[where] = ts
-            self.quiet.discard(where)
-        self.quiet |= quiet - progress.keys()
+            self.quiet.discard(where)  # it spoke again
+        self.quiet |= quiet  # a word in the same batch came after its events
 
     def watermark(self, stream: str, timing: Timing) -> datetime | None:
         """The event time up to which every event of `stream` has arrived, or None (nothing yet)."""
