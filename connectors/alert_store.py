@@ -27,6 +27,7 @@ import structlog
 from connectors.errors import InputError
 from engine import lifecycle
 from engine.records import Alert, DeadLetter
+from engine.scoring import borrower_score
 
 log = structlog.get_logger()
 
@@ -112,6 +113,10 @@ CREATE TABLE tokens (
     revoked_at TIMESTAMPTZ
 );
 """,
+    # the borrower's combined score (engine.scoring.borrower_score) when the alert was stored
+    """
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS borrower_score INTEGER;
+""",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -119,7 +124,7 @@ _ALERT_COLUMNS = {
     "id": pl.Utf8, "rule_id": pl.Utf8, "rule_version": pl.Int32, "pack_version": pl.Utf8,
     "model_versions": pl.Utf8, "score": pl.Int32, "level": pl.Utf8, "borrower_id": pl.Utf8,
     "loan_id": pl.Utf8, "event_time": pl.Datetime("us", "UTC"), "detected_at": pl.Datetime("us", "UTC"),
-    "summary": pl.Utf8, "evidence": pl.Utf8, "shadow": pl.Boolean, "status": pl.Utf8,
+    "summary": pl.Utf8, "evidence": pl.Utf8, "shadow": pl.Boolean, "status": pl.Utf8, "borrower_score": pl.Int32,
 }
 _DEAD_COLUMNS = {
     "id": pl.Utf8, "stream": pl.Utf8, "source": pl.Utf8, "position": pl.Utf8,
@@ -270,9 +275,36 @@ class AlertStore:
 
     def write(self, alerts: Sequence[Alert], dead: Sequence[DeadLetter]) -> tuple[int, int]:
         """Store a batch; returns how many alerts and dead letters were new."""
-        new_alerts = self._insert("alerts", _alert_frame(alerts)) if alerts else 0
+        new_alerts = self._insert("alerts", _alert_frame(alerts, self._borrower_scores(alerts))) if alerts else 0
         new_dead = self._insert("dead_letters", _dead_frame(dead)) if dead else 0
         return new_alerts, new_dead
+
+    def _borrower_scores(self, alerts: Sequence[Alert]) -> dict[str, int]:
+        """Each new alert's borrower score: its borrower's open alerts joined with it and with
+        those of the batch before it (in event time), so a new finding on a borrower with open
+        alerts raises the score. Shadow alerts (experimental rules) count for nothing."""
+        borrowers = sorted({a.borrower_id for a in alerts})
+        known, scores = set(), {}
+        for alert_id, borrower, score, shadow, status in self._sql(
+                f"SELECT a.id, a.borrower_id, a.score, a.shadow, {_STATUS} {_QUEUE_FROM} "
+                "WHERE a.borrower_id IN (SELECT unnest(?))", [borrowers]):
+            known.add(alert_id)
+            if status in lifecycle.OPEN and not shadow:
+                scores.setdefault(borrower, []).append(score)
+        out = {}
+        for a in sorted(alerts, key=lambda a: (a.event_time, a.id)):
+            if a.id in known or a.id in out:
+                continue
+            if not a.shadow:
+                scores.setdefault(a.borrower_id, []).append(a.score)
+            out[a.id] = borrower_score(scores.get(a.borrower_id, ()))
+        return out
+
+    def borrower_score(self, borrower_id: str) -> int:
+        """The borrower's combined score now: over its open alerts."""
+        return borrower_score(s for (s,) in self._sql(
+            f"SELECT a.score {_QUEUE_FROM} WHERE a.borrower_id = ? AND NOT a.shadow AND {_STATUS} IN "
+            f"({', '.join(repr(s) for s in lifecycle.OPEN)})", [borrower_id]))
 
     def _sql(self, sql: str, params: list | None = None) -> list[tuple]:
         """Run and fetch everything: DuckDB refuses new work while a result is unread."""
@@ -439,14 +471,17 @@ class RuleText(msgspec.Struct, frozen=True, kw_only=True):
 _STATUS = "coalesce(s.status, a.status)"
 _QUEUE_FROM = "FROM alerts a LEFT JOIN alert_state s ON s.alert_id = a.id"
 _QUEUE_COLUMNS = (
-    "a.id, a.rule_id, a.rule_version, a.pack_version, a.score, a.level, a.borrower_id, a.loan_id, a.event_time, "
+    "a.id, a.rule_id, a.rule_version, a.pack_version, a.score, a.borrower_score, a.level, a.borrower_id, a.loan_id, "
+    "a.event_time, "
     f"a.detected_at, a.summary, a.shadow, {_STATUS} AS status, s.assignee, s.disposition, "
     "coalesce(s.version, 0) AS version, s.updated_at, s.updated_by"
 )
 
 
-def _alert_frame(alerts: Sequence[Alert]) -> pl.DataFrame:
+def _alert_frame(alerts: Sequence[Alert], borrower_scores: dict[str, int]) -> pl.DataFrame:
     def column(name: str) -> list:
+        if name == "borrower_score":
+            return [borrower_scores.get(a.id) for a in alerts]
         if name in _JSON_COLUMNS:
             return [_json.encode(getattr(a, name)).decode() for a in alerts]
         return [getattr(a, name) for a in alerts]

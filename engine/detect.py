@@ -167,7 +167,7 @@ class Detector:
         for rule, hit in hits:
             if pack.suppressed(rule.id, hit.borrower_id, hit.loan_id, hit.event_time):
                 continue  # an analyst accepted these alerts until the suppression expires
-            alert = make_alert(rule, pack.version, hit, now, _merged_id(rule, hit, state))
+            alert = make_alert(rule, pack, hit, now, self.ref, _merged_id(rule, hit, state))
             if alert.id not in ids:  # one circle seen from each of its guarantees is one alert
                 ids.add(alert.id)
                 alerts.append(alert)

@@ -91,7 +91,7 @@ def test_every_rule_kind_gives_the_same_alerts_in_any_arrival_order_within_the_l
     data, rows = bank
     expected = {i: a for i, a in _run(data, _in_order(rows)).items() if a[0] not in TRACED}
     kinds = {r.spec.kind for r in PACK.rules if r.id in {a[0] for a in expected.values()}}
-    assert kinds == {"match", "aggregate", "absence", "baseline", "graph"}, kinds
+    assert kinds == {"match", "aggregate", "absence", "baseline", "graph", "model"}, kinds
     for partitions, sizes in ((3, (200, 50, 700)), (4, (90, 400))):
         got = {i: a for i, a in _run(data, _interleaved(rows, partitions, sizes)).items() if a[0] not in TRACED}
         missing = sorted({expected[i][0] for i in set(expected) - set(got)})

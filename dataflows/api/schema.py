@@ -21,7 +21,8 @@ class AlertRow(Struct, kw_only=True):
     rule_id: str
     rule_version: int
     pack_version: str
-    score: int
+    score: int  # the alert's own, combined from its rule, model, graph signals and the loan's class
+    borrower_score: int | None  # the borrower's combined score over its open alerts when this one came
     level: Level
     borrower_id: str
     loan_id: str | None
@@ -79,6 +80,7 @@ class AuditEntry(Struct, kw_only=True):
 
 
 class AlertDetail(AlertRow, kw_only=True):
+    borrower_score_now: int  # the borrower's combined score over its open alerts now
     evidence: Evidence
     model_versions: dict[str, str] | None
     rule: RuleInfo | None  # the rule's own words for the analyst, from its pack

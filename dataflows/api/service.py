@@ -68,8 +68,9 @@ class Service:
                 return None
             rule = self.store.rule_text(alert["rule_id"], alert["rule_version"])
             audit = self.bench.audit(alert["id"])
+            now = self.store.borrower_score(alert["borrower_id"])
         return msgspec.convert({
-            **alert, "rule": rule, "graph": graph_of(alert["evidence"].get("path") or []),
+            **alert, "borrower_score_now": now, "rule": rule, "graph": graph_of(alert["evidence"].get("path") or []),
             "audit": [msgspec.convert(a, AuditEntry) for a in audit], "next": list(lifecycle.NEXT[alert["status"]]),
         }, AlertDetail, from_attributes=True)
 

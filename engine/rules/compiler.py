@@ -40,6 +40,7 @@ from engine.rules.predicates import (
     conjunction,
     predicate,
 )
+from engine.models.compile import compile_model
 from engine.rules.source import Located
 from engine.rules.spec import RuleSpec, duration
 
@@ -250,6 +251,8 @@ class _Compiler:
                 (spec.absence.key, ("absence", "key"))
         elif spec.baseline is not None and spec.kind == "baseline" and spec.baseline.key:
             field_path, where = spec.baseline.key[0], ("baseline", "key", 0)
+        elif spec.model is not None and spec.kind == "model":
+            field_path, where = spec.model.key[0], ("model", "key", 0)
         else:
             field_path = "borrower.id"
         getters = {}
@@ -274,7 +277,8 @@ class _Compiler:
     def kind(self) -> tuple[Kind, set[str]]:
         """The kind's evaluator and the extra names its summary may use."""
         spec = self.spec
-        sections = {"aggregate": spec.aggregate, "absence": spec.absence, "baseline": spec.baseline, "graph": spec.graph}
+        sections = {"aggregate": spec.aggregate, "absence": spec.absence, "baseline": spec.baseline, "graph": spec.graph,
+                    "model": spec.model}
         for name, section in sections.items():
             if section is not None and name != spec.kind:
                 self.fail((name,), f"a '{name}' section needs kind: {name} (this rule is kind: {spec.kind})", key=True)
@@ -307,6 +311,11 @@ class _Compiler:
                 self.getter(("baseline", "value"), b.value), b.compare == "same_weekday",
                 b.history, b.min_history, having, b.sustained, self.tz,
             ), {"baseline", "ratio", "deviation"}
+        if spec.kind == "model":
+            if spec.applies_to.stream not in ("transactions", "sensors"):
+                self.fail(("applies_to", "stream"), "model rules run on transactions or sensors")
+                return Kind(), set()
+            return compile_model(self, spec.model), {"model_score", "top_features"}
         if spec.kind == "graph":
             g = spec.graph
             wanted = GRAPH_STREAM[g.check]

@@ -63,6 +63,8 @@ class Hit:
     path: list[str] = field(default_factory=list)  # a money route or a graph path
     score: int | None = None  # None: the rule's risk_score (contagion decays it)
     events: list = field(default_factory=list)  # the triggering events (views, route hops, records)
+    model_score: float | None = None  # a model's normalised score, 0..1 (model rules)
+    models: dict[str, str] = field(default_factory=dict)  # model name -> version
 
 
 class BaselineMeasures(Struct, frozen=True):

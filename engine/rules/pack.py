@@ -18,7 +18,7 @@ import msgspec
 from engine.rules import source
 from engine.rules.compiler import CompiledRule, compile_rule, schema_problem
 from engine.rules.errors import Problem, RuleError
-from engine.rules.spec import ListSpec, PackSpec, SuppressionSpec, TracingSpec, duration
+from engine.rules.spec import ListSpec, PackSpec, ScoringSpec, SuppressionSpec, TracingSpec, duration
 from engine.tracing import Bounds
 
 MAX_SUPPRESSION_DAYS = 180
@@ -35,6 +35,7 @@ class Pack:
     test_context: str | None = None
     suppressions: tuple[SuppressionSpec, ...] = ()
     tracing: Bounds = Bounds()
+    scoring: ScoringSpec = ScoringSpec()
 
     def suppressed(self, rule_id: str, borrower_id: str, loan_id: str | None, when: datetime) -> bool:
         return any(
@@ -134,7 +135,7 @@ def load_pack(root: Path) -> Pack:
     if problems:
         raise RuleError(problems)
     return Pack(meta.id, meta.version, str(root), tuple(rules), lists, digest.hexdigest(), meta.test_context,
-                tuple(sup for _, sup in suppressions), _bounds(meta.tracing))
+                tuple(sup for _, sup in suppressions), _bounds(meta.tracing), meta.scoring)
 
 
 def _bounds(t: TracingSpec) -> Bounds:

@@ -108,6 +108,50 @@ class Baseline(Strict, kw_only=True):
     sustained: Annotated[int, Meta(ge=1)] = 1  # consecutive points before it fires
 
 
+class Feature(Strict, kw_only=True):
+    """One input of a model: exactly one of these, each a number (or nothing: the point waits).
+
+    Declared: `field` (a number on the event), `log` (log(1 + a number)). Derived, from the
+    entity's own past (engine.models.features): `hour_of_week` in the bank's time zone,
+    `novelty` (1 if the entity never met this value of a field before, such as a counterparty),
+    `since_previous` (hours since the entity's previous event), `same_weekday` (a number over its
+    mean on the same local weekday of recent weeks), `site_ratio` (that ratio over the same ratio
+    of the site's other sensors, `others`), `site_silence` (days the site's gateway reported
+    while this sensor said nothing)."""
+
+    field: str | None = None
+    log: str | None = None
+    hour_of_week: bool = False
+    novelty: str | None = None
+    since_previous: bool = False
+    same_weekday: str | None = None
+    site_ratio: str | None = None
+    others: list[str] = []  # site_ratio: the site's sensor kinds it is compared with
+    site_silence: bool = False
+    range: Annotated[list[float], Meta(min_length=2, max_length=2)] | None = None  # [low, high]: mapped onto [0, 1]
+
+
+class Step(Strict, kw_only=True):
+    """A River estimator or transformer by name, with its parameters (scalars only)."""
+
+    name: str
+    params: dict[str, Any] = {}
+
+
+class Model(Strict, kw_only=True):
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_-]{1,40}$")]  # recorded on every alert with its version
+    key: Annotated[list[str], Meta(min_length=1)]  # the entity a model is kept for; the first is routed by
+    preprocessing: list[Step] = []
+    estimator: Step
+    features: Annotated[dict[str, Feature], Meta(min_length=1)]
+    history: Annotated[int, Meta(ge=1, le=12)] = 3  # weeks of same-weekday history
+    warm_up: Annotated[int, Meta(ge=1)] = 20  # points an entity's model learns before it may flag one
+    threshold: Annotated[float, Meta(gt=0, lt=1)] = 0.9  # normalised score at or above which a point is a finding
+    sustained: Annotated[int, Meta(ge=1)] = 1  # flagged points in a row before it fires
+    forget_after: Duration = "30d"  # an entity quiet this long starts again
+    memory: Annotated[int, Meta(ge=1, le=1000)] = 50  # novelty: values remembered per entity
+
+
 class Expect(Strict, kw_only=True):
     alerts: Annotated[int, Meta(ge=0)]
 
@@ -126,7 +170,7 @@ class RuleSpec(Strict, kw_only=True):
     status: Literal["experimental", "test", "stable", "deprecated"]
     severity: Level
     risk_score: Annotated[int, Meta(ge=0, le=100)]
-    kind: Literal["match", "aggregate", "absence", "baseline", "graph"] = "match"
+    kind: Literal["match", "aggregate", "absence", "baseline", "graph", "model"] = "match"
     tags: list[str] = []
     owner: str | None = None
     description: str | None = None
@@ -138,6 +182,7 @@ class RuleSpec(Strict, kw_only=True):
     absence: Absence | None = None
     baseline: Baseline | None = None
     graph: GraphCheck | None = None
+    model: Model | None = None
     exceptions: list[Exception_] = []
     output: Output
     tests: list[RuleTest] = []
@@ -165,6 +210,29 @@ class TracingSpec(Strict, kw_only=True, frozen=True):
     max_parts: Annotated[int, Meta(ge=1, le=64)] = 8  # attributions per account
 
 
+Weight = Annotated[float, Meta(ge=0, le=1)]
+
+
+class RiskClassWeights(Strict, kw_only=True, frozen=True):
+    normal: Weight = 0.0
+    special_mention: Weight = 0.15
+    substandard: Weight = 0.3
+    doubtful: Weight = 0.5
+    loss: Weight = 0.7
+
+
+class ScoringSpec(Strict, kw_only=True, frozen=True):
+    """How one alert's score combines what is known (engine.scoring): each signal, 0..1, times
+    its weight, joined as independent evidence: 100 x (1 - product of (1 - weight x signal))."""
+
+    rule: Weight = 1.0  # x the rule's risk_score / 100
+    model: Weight = 0.5  # x a model's normalised score
+    circle: Weight = 0.3  # the borrower is in a guarantee circle on the alert's day
+    contagion: Weight = 0.2  # x the share of `reach` parties within two guarantees of the borrower
+    reach: Annotated[int, Meta(ge=1)] = 5
+    risk_class: RiskClassWeights = RiskClassWeights()  # the loan's five-level class
+
+
 class PackSpec(Strict, kw_only=True):
     id: str
     version: str
@@ -172,6 +240,7 @@ class PackSpec(Strict, kw_only=True):
     description: str | None = None
     timezone: str = "UTC"  # the bank's time zone (an IANA name such as Asia/Shanghai): its calendar days
     tracing: TracingSpec = TracingSpec()
+    scoring: ScoringSpec = ScoringSpec()
     lists: list[str] = []  # list files, relative to pack.yaml
     test_context: str | None = None  # reference records shared by the rules' embedded tests
     filters: str | None = None  # directory of suppressions, relative to pack.yaml

@@ -185,7 +185,10 @@ async function loadAlert(id) {
   $("#a-title").replaceChildren(levelTag(a.level), ` ${a.rule_id} · ${a.rule ? a.rule.title : ""} `);
   $("#a-summary").textContent = a.summary;
   const facts = [["告警编号 Alert", a.id], ["状态 Status", STATUS[a.status]], ["借款人 Borrower", a.borrower_id],
-    ["贷款 Loan", a.loan_id || "-"], ["分数 Score", a.score], ["处理人 Assignee", a.assignee || "-"],
+    ["贷款 Loan", a.loan_id || "-"], ["分数 Score", a.score],
+    ["借款人综合分 Borrower score", `${a.borrower_score_now} (${a.borrower_score ?? "-"} when found)`],
+    ["模型 Models", Object.entries(a.model_versions || {}).map(([m, v]) => `${m} v${v}`).join(", ") || "-"],
+    ["处理人 Assignee", a.assignee || "-"],
     ["事件时间 Event time", when(a.event_time)], ["发现时间 Detected", when(a.detected_at)],
     ["处置 Disposition", a.disposition || "-"], ["规则版本 Rule version", `${a.rule_version} (pack ${a.pack_version})`]];
   $("#a-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: v})]));
