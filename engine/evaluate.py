@@ -120,3 +120,21 @@ def score(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]], 
                 members = [i for i in mine if labels[i].hops == h]
                 out.append(Score(pattern, h, len(members), len(found.intersection(members)), 0, 0))
     return out
+
+
+def roc_auc(scored: Iterable[tuple[float, bool]]) -> float | None:
+    """Exact ROC AUC (ties count half) of (score, is positive) pairs: the chance that a
+    positive scores above a negative; None without both."""
+    pairs = sorted(scored, key=lambda p: p[0])
+    ranks, i = 0.0, 0
+    positives = sum(1 for _, y in pairs if y)
+    negatives = len(pairs) - positives
+    if not positives or not negatives:
+        return None
+    while i < len(pairs):
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        ranks += sum(1 for _, y in pairs[i:j] if y) * (i + j + 1) / 2
+        i = j
+    return (ranks - positives * (positives + 1) / 2) / (positives * negatives)

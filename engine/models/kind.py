@@ -180,3 +180,17 @@ class ModelKind(Kind):
 
     def entries(self, state: dict) -> int:
         return len(state.get("entities", {})) + len(state.get("sites", {}))
+
+
+def replay_scores(rule: Any, views: list, ref: Any) -> list[tuple[Any, float]]:
+    """Every judged point of one model rule over `views` (in event-time order), alone, as the
+    detector would feed it: (view, normalised score). For ROC AUC and the benchmark."""
+    out: list[tuple[Any, float]] = []
+    kind, state = rule.kind, {}
+    kind.on_score = lambda key, view, score: out.append((view, score))
+    try:
+        for view in views:
+            kind.on_event(rule, view, state, ref)
+    finally:
+        kind.on_score = None
+    return out
