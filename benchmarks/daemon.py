@@ -233,7 +233,8 @@ class Contestant:
 
     def _follow(self) -> None:
         for line in self.proc.stdout:
-            self.progress = json.loads(line)["events"]
+            if line.startswith(b'{"events"'):  # not the engine's own log lines
+                self.progress = json.loads(line)["events"]
 
     def read(self) -> int:
         if not self.http_ports:
