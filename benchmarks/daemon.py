@@ -233,7 +233,8 @@ class Contestant:
 
     def _follow(self) -> None:
         for line in self.proc.stdout:
-            self.progress = json.loads(line)["events"]
+            if line.startswith(b'{"events"'):  # not the engine's own log lines
+                self.progress = json.loads(line)["events"]
 
     def read(self) -> int:
         if not self.http_ports:
@@ -322,20 +323,16 @@ def measure(name: str, start, bootstrap: str, topics: dict[str, str], backlog: i
 
 
 def baseline_loop(bootstrap: str, topics: dict[str, str], data: Path, db: Path, rules: Path) -> None:
-    """Decode, enrich, detect with the same pack; publish with delivery reports; store in DuckDB."""
+    """The engine stages in one loop (engine.pipeline: decode, enrich, trace, route, detect) with
+    the same pack; publish with delivery reports; store in DuckDB."""
     from connectors.alert_store import AlertStore
     from connectors.reference_files import load_reference
     from dataflows.flow import utc_now
     from engine.batch import Raw
-    from engine.context import enrich_batch
-    from engine.decode import decode
-    from engine.detect import Detector
+    from engine.pipeline import Pipeline
     from engine.rules.pack import load_pack
 
-    pack = load_pack(rules)
-    ref = load_reference(data)
-    detector = Detector(lambda: pack, utc_now, ref)
-    state: dict = {}
+    pipeline = Pipeline(load_pack(rules), load_reference(data), clock=utc_now)
     store = AlertStore(db)
     stream_of = {topics["transactions"]: "transactions", topics["sensors"]: "sensors"}
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "baseline", "enable.auto.commit": False,
@@ -351,17 +348,18 @@ def baseline_loop(bootstrap: str, topics: dict[str, str], data: Path, db: Path, 
         if not msgs:
             continue
         raws = [Raw(stream_of[m.topic()], m.topic(), f"{m.partition()}:{m.offset()}", m.value()) for m in msgs]
-        out = detector.run(enrich_batch(decode(raws), ref), state)
+        alerts = pipeline.feed(raws, utc_now())
+        dead, pipeline.dead = pipeline.dead, []
         failed: list = []
-        for a in out.items:
+        for a in alerts:
             if not a.shadow:
                 producer.produce(topics["alerts"], enc.encode(a), a.borrower_id.encode(),
                                  on_delivery=lambda err, _m: err and failed.append(err))
-        for d in out.dead:
+        for d in dead:
             producer.produce(topics["dead_letters"], enc.encode(d), d.id.encode())
         producer.flush(30)
         assert not failed, failed
-        store.write(out.items, out.dead)
+        store.write(alerts, dead)
         events += len(msgs)
         print(json.dumps({"events": events}), flush=True)
     store.close()

@@ -21,7 +21,6 @@ benchmarks/results/memory.json (or memory-no-expiry.json).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import heapq
 import json
@@ -39,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.files import read_raw, stream_files  # noqa: E402
 from connectors.reference_files import load_reference  # noqa: E402
+from engine.batch import quiet  # noqa: E402
 from engine.context import enrich_batch, trace_batch  # noqa: E402
 from engine.decode import decode  # noqa: E402
-from engine.detect import Detector, split_by_shard  # noqa: E402
+from engine.pipeline import Pipeline  # noqa: E402
 from engine.rules import kinds  # noqa: E402
 from engine.rules.pack import load_pack  # noqa: E402
-from engine.tracing import Tracer  # noqa: E402
 
 EVERY_DAYS = 30
 
@@ -98,13 +97,17 @@ def cohorts(seed: int, borrowers: int, days: int) -> Path:
 
 
 def batches_in_time_order(data: Path):
-    """Every event file's batches, streamed and merged by each batch's first event time,
-    as one input per stream (a cohort's file that ended must not hold the watermark back)."""
+    """Every event file's batches, streamed and merged by each batch's first event time.
+    Each file is an input partition of its own, as in a replay, and says it went quiet
+    at its end, so a cohort whose file ended does not hold the watermark back."""
     import msgspec
 
     def keyed(n: int, stream: str, path: Path):
+        ts = ""
         for b in read_raw(stream, path):
-            yield msgspec.json.decode(b[0].payload)["ts"], n, [dataclasses.replace(r, source=stream) for r in b]
+            ts = msgspec.json.decode(b[0].payload)["ts"]
+            yield ts, n, b
+        yield ts, n, [quiet(stream, str(path))]
 
     files = [keyed(n, stream, path) for n, (stream, path) in enumerate(stream_files(data))
              if stream in ("transactions", "sensors")]
@@ -126,15 +129,16 @@ def main() -> None:
     data = cohorts(args.seed, args.borrowers, args.days)
     ref = load_reference(data)
     pack = load_pack(ROOT / "rules" / "post_loan")
-    detector = Detector(lambda: pack, lambda: datetime(2027, 6, 1, tzinfo=timezone.utc), ref)
-    tracer, states = Tracer(), {}
+    pipeline = Pipeline(pack, ref, clock=lambda: datetime(2027, 6, 1, tzinfo=timezone.utc))
+    tracer, states = pipeline.tracer, pipeline.states
     start = None
     rows, events, started = [], 0, time.perf_counter()
     for raws in batches_in_time_order(data):
-        batch = trace_batch(enrich_batch(decode(raws), ref), tracer, ref)
+        batch = trace_batch(enrich_batch(decode(raws), ref, pipeline.lateness), tracer, ref)
         events += len(raws)
-        for key, shard in split_by_shard(batch):
-            detector.run(shard, states.setdefault(key, {}))
+        pipeline.detect(batch)
+        if batch.dead:  # the bank's own files hold nothing to refuse
+            raise SystemExit(f"{len(batch.dead)} dead letters, the first: {batch.dead[0].reason}")
         if not batch.items:
             continue
         now = batch.items[-1].ts

@@ -148,7 +148,10 @@ def private_directory(directory: Path) -> Path:
         directory.mkdir(parents=True)
         directory.chmod(0o700)
     for path in [directory, *directory.glob("part-*.sqlite3*")]:
-        st = path.stat()
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # a journal another process of the cluster just removed
+            continue
         if st.st_mode & 0o022 or st.st_uid != os.getuid():
             raise ConfigError(f"recovery.directory: {path} is writable by others or not ours "
                               f"(mode {stat.filemode(st.st_mode)}); snapshots are unpickled, so it must be private")

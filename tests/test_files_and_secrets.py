@@ -48,6 +48,14 @@ def test_a_recovery_directory_others_can_write_is_refused(tmp_path, open_umask):
         private_directory(shared)
 
 
+def test_a_journal_that_vanishes_while_the_directory_is_checked_is_no_error(tmp_path):
+    """Another process of the cluster removes its SQLite journal at any moment; a link to
+    nothing stands for one that went between the listing and its check."""
+    directory = private_directory(tmp_path / "recovery")
+    (directory / "part-0.sqlite3-journal").symlink_to(tmp_path / "gone")
+    assert private_directory(directory) == directory
+
+
 def test_the_daemon_refuses_to_start_on_such_a_directory_in_one_line(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
