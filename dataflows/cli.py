@@ -6,8 +6,10 @@ import dataclasses
 import json
 import os
 import signal
+import tempfile
 import threading
 from datetime import date, datetime, time, timedelta, timezone
+from importlib import metadata
 from pathlib import Path
 
 import click
@@ -22,6 +24,8 @@ from engine.timing import Timing
 
 DB = click.option("--db", type=click.Path(path_type=Path), default=app.DEFAULT_DB, show_default=True,
                   envvar="FUNDWATCH_DB", help="DuckDB alert store.")
+MAPPING = click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+                       help="DATA is a bank's own export: map it with this YAML file first (see README, Import).")
 RULES = click.option("--rules", type=click.Path(path_type=Path, exists=True), default=app.DEFAULT_RULES,
                      show_default=True, envvar="FUNDWATCH_RULES", help="Rule pack directory.")
 
@@ -36,7 +40,15 @@ class _Commands(click.Group):
             raise click.ClickException(str(e)) from None
 
 
+def version() -> str:
+    try:
+        return metadata.version("fundwatch")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 @click.group(cls=_Commands)
+@click.version_option(version(), "--version", prog_name="fundwatch", message="%(prog)s %(version)s")
 @click.option("--log-level", default="info", envvar="FUNDWATCH_LOG_LEVEL", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False))
 def main(log_level: str) -> None:
@@ -60,9 +72,12 @@ main.add_command(serve)
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 def simulate(seed: int, borrowers: int, days: int, start: datetime, out: Path) -> None:
     """Write a simulated bank (reference data, streams, labels) as Parquet files."""
+    from connectors.simbank import STEPS
     from connectors.simbank import simulate as sim
+    from dataflows.progress import Progress
 
-    summary = sim(seed, borrowers, days, out, start=start.date())
+    with Progress("simulate", STEPS, unit="steps") as progress:
+        summary = sim(seed, borrowers, days, out, start=start.date(), step=lambda: progress.advance(1))
     click.echo(json.dumps(dataclasses.asdict(summary), indent=2, default=str))
 
 
@@ -132,17 +147,25 @@ def run(ctx: click.Context, days: int | None, speed: float, seed: int, borrowers
                    "absences and baselines see events in time order within it.")
 @click.option("--future-tolerance", type=click.FloatRange(min=0), default=365 * 86400, show_default=True,
               help="Seconds an event may be dated ahead of the newest event of its file so far (more: `future:`).")
+@MAPPING
 @DB
 @RULES
 def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None, addresses: str | None,
-           allowed_lateness: float, future_tolerance: float, db: Path, rules: Path) -> None:
+           allowed_lateness: float, future_tolerance: float, mapping: Path | None, db: Path, rules: Path) -> None:
     """Replay event files through the same flow the daemon runs (one file per
     input partition: a cluster splits the files between its workers)."""
-    from connectors.files import FileSource, stream_files
+    from connectors.files import FileSource, count_rows, stream_files
+    from dataflows.progress import Progress
 
     timing = Timing(timedelta(seconds=allowed_lateness), timedelta(seconds=future_tolerance))
-    result = app.run_flow(FileSource(stream_files(data)), data, db, rules, emit=click.echo if print_alerts else None,
-                          process_id=process_id, addresses=addresses.split(";") if addresses else None, timing=timing)
+    with tempfile.TemporaryDirectory(prefix="fundwatch-import-") as tmp:
+        events = data if mapping is None else _imported(mapping, data, Path(tmp), db, owner=not process_id)
+        files = stream_files(events)
+        source = FileSource(files)  # refuses a file it cannot open, before counting its rows
+        progress = Progress("replay", sum(count_rows(p) for _, p in files)) if not process_id else None
+        result = app.run_flow(source, events, db, rules, emit=click.echo if print_alerts else None,
+                              process_id=process_id, addresses=addresses.split(";") if addresses else None,
+                              timing=timing, progress=progress)
     if process_id:
         return  # process 0 owns the store and reports
     for line in app.summary_lines(result, db):
@@ -152,6 +175,49 @@ def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None,
         click.echo("")
         for line in app.score_lines(app.evaluate(db, result.pack, labels_path)):
             click.echo(line)
+
+
+@main.command("import")
+@click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
+              help="YAML mapping of the export's columns to fundwatch's records (see README, Import).")
+@click.option("--data", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Folder with the export files [default: the mapping's folder].")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for the Parquet files (and dead_letters.parquet, import.json).")
+def import_(mapping: Path, data: Path | None, out: Path) -> None:
+    """Turn a bank's own exports into fundwatch's Parquet files, by a mapping;
+    rows that do not map are dead letters with the reason and the row."""
+    from connectors.imports import export_rows, import_exports
+    from connectors.mapping import load_mapping
+    from dataflows.progress import Progress
+
+    spec = load_mapping(mapping)
+    folder = data or mapping.parent
+    with Progress("import", export_rows(spec, folder), unit="rows") as progress:
+        summary = import_exports(spec, folder, out, progress.advance)
+    for kind, what in summary["exports"].items():
+        rows = sum(f["rows"] for f in what["files"].values())
+        click.echo(f"{kind}: {what['imported']:,} of {rows:,} rows from {len(what['files'])} file(s)")
+    click.echo(f"dead letters {summary['dead_letters']:,} in {out / 'dead_letters.parquet'}")
+
+
+def _imported(mapping: Path, data: Path, out: Path, db: Path, owner: bool) -> Path:
+    """Import `data` by `mapping` into `out` for a replay or backtest; the owner of
+    the store keeps the rows that did not map as the run's dead letters."""
+    from connectors.alert_store import AlertStore
+    from connectors.imports import export_rows, import_exports, imported_dead_letters
+    from connectors.mapping import load_mapping
+    from dataflows.progress import Progress
+
+    spec = load_mapping(mapping)
+    with Progress("import", export_rows(spec, data), unit="rows") as progress:
+        summary = import_exports(spec, data, out, progress.advance)
+    if owner:
+        with AlertStore(db) as store:
+            store.write([], imported_dead_letters(out))
+        click.echo(f"import: {summary['dead_letters']:,} row(s) did not map (dead letters `unmapped:`/`invalid:` "
+                   f"in {db})")
+    return out
 
 
 def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | None, addresses: str | None,

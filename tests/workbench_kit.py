@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.alert_store import AlertStore
-from connectors.broker import free_port
+from connectors.processes import free_port
 from connectors.files import FileSource, stream_files
 from connectors.simbank import simulate
 from connectors.workbench import Workbench
