@@ -287,8 +287,11 @@ def _export(doc: Located, kind: str, spec: Any, tz: str, problems: list[Problem]
 
 
 def _field(doc: Located, at: tuple, target: Target, spec: Any, problems: list[Problem]) -> Field | None:
+    where = doc.where(at)  # of the column's name, for a file that lacks it
     if isinstance(spec, str):
         spec = {"column": spec}
+    elif isinstance(spec, dict) and ("column" in spec or "columns" in spec):
+        where = doc.where((*at, "column") if "column" in spec else (*at, "columns"))
     if not isinstance(spec, dict):
         problems.append(doc.problem(at, f"'{target.name}' takes a column name or a mapping with `column` or `value`"))
         return None
@@ -302,7 +305,7 @@ def _field(doc: Located, at: tuple, target: Target, spec: Any, problems: list[Pr
             ("columns" in spec and not columns):
         problems.append(doc.problem((*at, sources[0]), "a column is a name; `columns` a list of names"))
         return None
-    f = Field(target, [str(c) for c in columns], spec.get("value"), where=doc.where(at))
+    f = Field(target, [str(c) for c in columns], spec.get("value"), where=where)
     problems_before = len(problems)
     if "format" in spec:
         if target.kind not in ("datetime", "date"):
@@ -436,7 +439,7 @@ def _field_expr(f: Field, schema: pl.Schema, tz: str) -> tuple[pl.Expr, list[pl.
         why(source.is_not_null() & number.is_null(), "is not a number")
         if UNITS[f.unit] != 1:
             why(number.is_not_null() & (number != number.round(0)), f"is not a whole number of {f.unit}")
-            number = pl.when(number == number.round(0)).then(number / UNITS[f.unit])
+            number = pl.when(number == number.round(0)).then((number / UNITS[f.unit]).round(2))
         value = number
     elif t.kind in ("datetime", "date"):
         fmt = f.format or DEFAULT_FORMATS[t.kind]
