@@ -26,10 +26,11 @@ from __future__ import annotations
 import csv
 import re
 import threading
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+import msgspec
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -156,11 +157,56 @@ def json_lines(df: pl.DataFrame) -> list[bytes]:
     return df.write_ndjson().encode().split(b"\n")[: df.height]
 
 
+class Window:
+    """Event time from `start` (inclusive) to `end` (exclusive), either open: what a
+    backtest's --from and --to let through. A record whose time cannot be read
+    goes on, so the decoder makes it a dead letter."""
+
+    def __init__(self, start: datetime | None = None, end: datetime | None = None):
+        self.start, self.end = start, end
+        self._peek = {s: msgspec.json.Decoder(msgspec.defstruct(
+            f"_Peek{s}", [(f, datetime | None if s in ACTIVITY_STREAMS else date | None, None)]))
+            for s, f in EVENT_TIME.items()}
+
+    @property
+    def open(self) -> bool:
+        return self.start is None and self.end is None
+
+    def holds(self, stream: str, when: datetime | date | None) -> bool:
+        if when is None:
+            return True
+        if not isinstance(when, datetime):
+            when = datetime(when.year, when.month, when.day, tzinfo=timezone.utc)
+        elif when.tzinfo is None:
+            return True  # no zone: the decoder refuses it
+        return (self.start is None or when >= self.start) and (self.end is None or when < self.end)
+
+    def keep(self, raws: list[Raw]) -> list[Raw]:
+        if self.open:
+            return raws
+        return [r for r in raws if r.stream not in self._peek or self.holds(r.stream, self._time(r))]
+
+    def _time(self, raw: Raw) -> datetime | date | None:
+        try:
+            if isinstance(raw.payload, bytes):
+                return getattr(self._peek[raw.stream].decode(raw.payload), EVENT_TIME[raw.stream])
+            value = raw.payload.get(EVENT_TIME[raw.stream])
+            if not isinstance(value, str):
+                return value
+            return (datetime if raw.stream in ACTIVITY_STREAMS else date).fromisoformat(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError):
+            return None
+
+
+Reader = Callable[[str, Path, int], Iterator[list[Raw]]]
+
+
 class _FilePartition(StatefulSourcePartition[list[Raw], int]):
-    def __init__(self, stream: str, path: Path, resume: int | None, siblings: list[str] | None = None):
-        self.stream, self.path = stream, path
+    def __init__(self, stream: str, path: Path, resume: int | None, siblings: list[str] | None = None,
+                 window: Window | None = None, reader: Reader | None = None):
+        self.stream, self.path, self.window = stream, path, window or Window()
         self.done = resume or 0
-        self._batches = read_raw(stream, path, self.done)
+        self._batches = (reader or read_raw)(stream, path, self.done)
         self._ended = False
         self._roster: list[Raw] | None = [roster(stream, siblings or [str(path)])]  # said first: this stream's files
 
@@ -180,20 +226,24 @@ class _FilePartition(StatefulSourcePartition[list[Raw], int]):
             why = str(e).splitlines()[0] if str(e) else type(e).__name__
             return [[Raw(self.stream, str(self.path), f"row {self.done + 1}", b"",
                          reject=f"unreadable: {why}; the rest of the file is skipped")]]
-        self.done += len(batch)
-        return [batch]
+        self.done += len(batch)  # rows read, kept or not: where to resume
+        return [self.window.keep(batch)]
 
     def snapshot(self) -> int:
         return self.done  # resume after the last row handed to the flow
 
 
 class FileSource(FixedPartitionedSource[list[Raw], int]):
-    """One partition per file, so several workers split a replay by file."""
+    """One partition per file, so several workers split a replay by file; with a
+    `window` only events inside it (a backtest's --from and --to)."""
 
-    def __init__(self, files: list[tuple[str, Path]]):
+    reader: Reader | None = None  # read_raw; a table source reads otherwise
+
+    def __init__(self, files: list[tuple[str, Path]], window: Window | None = None):
         for _, path in files:
             check_file(path)
         self.files = {str(path): (stream, path) for stream, path in files}
+        self.window = window
 
     def list_parts(self) -> list[str]:
         return list(self.files)
@@ -201,7 +251,7 @@ class FileSource(FixedPartitionedSource[list[Raw], int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FilePartition:
         stream, path = self.files[for_part]
         siblings = [str(p) for s, p in self.files.values() if s == stream]
-        return _FilePartition(stream, path, resume_state, siblings)
+        return _FilePartition(stream, path, resume_state, siblings, self.window, self.reader)
 
 
 class _PacedPartition(StatefulSourcePartition[list[Raw], int]):

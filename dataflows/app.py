@@ -16,7 +16,7 @@ from bytewax.inputs import Source
 from bytewax.run import cli_main
 
 from connectors.alert_store import AlertStore, RuleText
-from connectors.reference_files import load_reference
+from connectors.reference_files import load_snapshot
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
 from dataflows.api.server import Listen, serve_beside
 from dataflows.flow import build_flow
@@ -65,7 +65,7 @@ def run_flow(
     run's statistics: the others report only their own console lines). With
     `api` the owner serves the workbench over the store while it runs. `progress`
     follows the events the store sink has taken (process 0 sees them all)."""
-    reference = load_reference(reference_dir)
+    reference = load_snapshot(reference_dir)  # a folder of Parquet files or a DuckDB file
     owner = not process_id
     live = live_pack(rules, db, owner, reload_interval)
     server = serve_beside(db, api) if api is not None and owner else None

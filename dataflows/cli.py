@@ -177,6 +177,82 @@ def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None,
             click.echo(line)
 
 
+class _Bound(click.ParamType):
+    """--from/--to: an ISO date or time (UTC unless it says otherwise), or @OFFSET for a Kafka range."""
+
+    name = "TIME|@OFFSET"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (datetime, int)):
+            return value
+        if value.startswith("@"):
+            try:
+                return int(value[1:])
+            except ValueError:
+                self.fail(f"{value!r}: an offset is @ and a whole number, such as @1000", param, ctx)
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not a date or time such as 2026-01-01 or 2026-01-01T08:00:00+08:00", param, ctx)
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+@main.command()
+@click.option("--data", required=True,
+              help="A folder of event and reference files (or a bank's export with --mapping), a DuckDB file with "
+                   "event and reference tables, or kafka://HOST:PORT with --topic and --reference.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder for report.html, figures.json, figures/*.parquet and the run's stores.")
+@click.option("--rules", type=click.Path(path_type=Path, exists=True, file_okay=False), default=app.DEFAULT_RULES,
+              show_default=True, envvar="FUNDWATCH_RULES", help="The pack to backtest.")
+@click.option("--compare", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="A second pack: the alerts it gains, loses and changes against --rules.")
+@click.option("--labels", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Labels (.parquet, .ndjson, .csv) or an alert store whose confirmed and dismissed alerts are the "
+                   "labels [default: DATA/labels.* if there].")
+@MAPPING
+@click.option("--from", "from_", type=_Bound(), default=None, help="Events from this event time (or @OFFSET).")
+@click.option("--to", type=_Bound(), default=None, help="Events before this event time (or up to @OFFSET).")
+@click.option("--topic", "topics", multiple=True, metavar="STREAM=TOPIC",
+              help="Kafka: an event topic, e.g. transactions=bank.tx (repeat for sensors).")
+@click.option("--reference", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Kafka: the reference snapshot, a folder of Parquet files or a DuckDB file.")
+@click.option("--allowed-lateness", type=click.FloatRange(min=0), default=600, show_default=True,
+              help="As for replay.")
+@click.option("-i", "--process-id", type=int, default=None, help="This process's index in a cluster.")
+@click.option("-a", "--addresses", default=None, help='Every cluster process as "host:port;host:port".')
+def backtest(data: str, out: Path, rules: Path, compare: Path | None, labels: Path | None, mapping: Path | None,
+             from_, to, topics: tuple[str, ...], reference: Path | None, allowed_lateness: float,
+             process_id: int | None, addresses: str | None) -> None:
+    """Replay history through the daemon's flow with a pack (and a second one to
+    compare), score it against labels, and write an offline HTML report."""
+    from connectors.files import Window
+    from dataflows import backtest as bt
+
+    if (process_id is None) != (addresses is None):
+        raise click.UsageError("--process-id and --addresses go together")
+    offsets = [b for b in (from_, to) if isinstance(b, int)]
+    if offsets and not data.startswith("kafka://"):
+        raise click.UsageError("@OFFSET bounds are for a Kafka range (--data kafka://...)")
+    parsed = {}
+    for spec in topics:
+        stream, sep, topic = spec.partition("=")
+        if not sep or stream not in ("transactions", "sensors") or not topic:
+            raise click.UsageError(f"--topic {spec!r}: expected transactions=TOPIC or sensors=TOPIC")
+        parsed[stream] = topic
+    window = bt.Window(from_ if isinstance(from_, datetime) else None, to if isinstance(to, datetime) else None)
+    if window.start and window.end and window.start >= window.end:
+        raise click.UsageError("--from must be before --to")
+    req = bt.Request(data, out, rules, compare, labels, mapping, window,
+                     from_ if isinstance(from_, int) else None, to if isinstance(to, int) else None, parsed,
+                     reference, Timing(timedelta(seconds=allowed_lateness)), process_id,
+                     addresses.split(";") if addresses else None)
+    outcome = bt.run(req)
+    if outcome is not None:
+        for line in bt.summary_lines(outcome):
+            click.echo(line)
+
+
 @main.command("import")
 @click.option("--mapping", type=click.Path(path_type=Path, exists=True, dir_okay=False), required=True,
               help="YAML mapping of the export's columns to fundwatch's records (see README, Import).")
