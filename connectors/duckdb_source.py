@@ -43,8 +43,8 @@ def read_table(stream: str, where: Path, start: int = 0, batch: int = BATCH) -> 
     path = Path(str(where).rsplit(":", 1)[0])
     con = _connect(path)
     try:
-        reader = con.execute(f'SELECT * FROM "{stream}" ORDER BY "{EVENT_TIME[stream]}", id OFFSET {int(start)}') \
-            .fetch_record_batch(batch)
+        reader = con.sql(f'SELECT * FROM "{stream}" ORDER BY "{EVENT_TIME[stream]}", id OFFSET {int(start)}') \
+            .to_arrow_reader(batch)
         row = start
         for records in reader:
             df = pl.from_arrow(records)

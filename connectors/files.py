@@ -31,6 +31,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import msgspec
+import msgspec.inspect
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -86,20 +87,33 @@ def count_rows(path: Path) -> int:
     return max(lines - 1, 0) if file_format(path) == "csv" else lines
 
 
-def check_file(path: Path) -> None:
-    """Refuse a file that cannot be opened as what its name says, naming it and the cause."""
+def check_file(path: Path, stream: str | None = None) -> None:
+    """Refuse a file that cannot be opened as what its name says, naming it and the
+    cause; and a Parquet or CSV file of `stream` without the record's required
+    columns (a bank's own export, which needs a mapping) rather than make every
+    row a dead letter."""
     kind = file_format(path)
     try:
         if kind == "parquet":
-            pq.ParquetFile(path).close()
+            with pq.ParquetFile(path) as f:
+                columns = f.schema_arrow.names
         elif kind == "csv":
-            _csv_reader(path).close()
+            reader = _csv_reader(path)
+            columns = reader.schema.names
+            reader.close()
         else:
             path.open("rb").close()
+            columns = None
     except Exception as e:  # noqa: BLE001 - Arrow and the OS raise many kinds
         what = {"parquet": "Parquet", "csv": "CSV"}.get(kind or "", "NDJSON")
         raise InputError(f"{path}: not a readable {what} file: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
             from None
+    if stream in STREAMS and columns is not None:
+        missing = [f.name for f in msgspec.inspect.type_info(STREAMS[stream]).fields
+                   if f.required and f.name not in columns]
+        if missing:
+            raise InputError(f"{path}: no columns {', '.join(missing)} of a {stream} record; a bank's own export "
+                             "needs --mapping (see README, Import)")
 
 
 def _csv_reader(path: Path, delimiter: str = ",", encoding: str = "utf8"):
@@ -240,8 +254,8 @@ class FileSource(FixedPartitionedSource[list[Raw], int]):
     reader: Reader | None = None  # read_raw; a table source reads otherwise
 
     def __init__(self, files: list[tuple[str, Path]], window: Window | None = None):
-        for _, path in files:
-            check_file(path)
+        for stream, path in files:
+            check_file(path, stream)
         self.files = {str(path): (stream, path) for stream, path in files}
         self.window = window
 

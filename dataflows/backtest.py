@@ -19,6 +19,7 @@ from pathlib import Path
 import msgspec
 import polars as pl
 import structlog
+from bytewax.inputs import FixedPartitionedSource
 
 from connectors.alert_store import AlertStore
 from connectors.errors import InputError
@@ -105,7 +106,11 @@ def _data(req: Request, tmp: Path) -> _Data:
         if req.reference is None or not req.topics:
             raise InputError("a Kafka backtest needs --topic STREAM=TOPIC (one or more) and --reference PATH")
         source = KafkaRange(req.data.removeprefix("kafka://"), req.topics, req.window, req.kafka_from, req.kafka_to)
-        return _Data(lambda: source, req.reference, source.total(), None)
+        # relations and parties of the snapshot as events too, as in a replay, so the graph rules see them
+        graph = [(s, p) for s, p in stream_files_or_none(req.reference) if s not in ACTIVITY_STREAMS] \
+            if req.reference.is_dir() else []
+        return _Data(lambda: Joined([source, FileSource(graph, req.window)]) if graph else source, req.reference,
+                     source.total() + sum(count_rows(p) for _, p in graph), None)
     path = Path(req.data)
     if not path.exists():
         raise InputError(f"{path}: no such folder or DuckDB file")
@@ -131,6 +136,27 @@ def _data(req: Request, tmp: Path) -> _Data:
     FileSource(files)  # refuses a file it cannot open, before anything runs
     total = sum(count_rows(p) for _, p in files) if req.window.open else None
     return _Data(lambda: FileSource(files, req.window), events, total, path, dead)
+
+
+def stream_files_or_none(folder: Path) -> list:
+    try:
+        return stream_files(folder)
+    except InputError:
+        return []
+
+
+class Joined(FixedPartitionedSource):
+    """Several sources as one input: the partitions of each, named apart."""
+
+    def __init__(self, sources: list[FixedPartitionedSource]):
+        self.sources = sources
+
+    def list_parts(self) -> list[str]:
+        return [f"{i}|{part}" for i, s in enumerate(self.sources) for part in s.list_parts()]
+
+    def build_part(self, step_id: str, for_part: str, resume_state):
+        i, part = for_part.split("|", 1)
+        return self.sources[int(i)].build_part(step_id, part, resume_state)
 
 
 # --- results ---------------------------------------------------------------------

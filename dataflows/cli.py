@@ -20,6 +20,7 @@ from dataflows.alerts_cli import alerts, serve, tokens
 from dataflows.graph_cli import graph
 from dataflows.logs import configure
 from dataflows.rules_cli import rules
+from engine.rules.errors import RuleError
 from engine.timing import Timing
 
 DB = click.option("--db", type=click.Path(path_type=Path), default=app.DEFAULT_DB, show_default=True,
@@ -36,7 +37,7 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except InputError as e:
+        except (InputError, RuleError) as e:  # a broken pack too: its problems at file:line:col
             raise click.ClickException(str(e)) from None
 
 
