@@ -1,13 +1,17 @@
 # The two quick-start commands. Each creates .venv and installs fundwatch on first use.
 VENV ?= .venv
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock requirements-test.lock | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench
+.PHONY: install run test bench
 
-$(STAMP): pyproject.toml
+install: $(STAMP)  ## .venv with the locked dependencies and fundwatch (editable)
+
+# the exact versions of the lock files, then fundwatch itself without resolving again
+$(STAMP): pyproject.toml requirements.lock requirements-test.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet -r requirements-test.lock
+	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)  ## the embedded default: 60 simulated days of the simulated bank, about a minute

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.alert_store import AlertQuery, AlertStore  # noqa: E402
-from connectors.broker import free_port  # noqa: E402
+from connectors.processes import free_port  # noqa: E402
 from connectors.workbench import Workbench  # noqa: E402
 from dataflows.api.server import Listen, Server  # noqa: E402
 

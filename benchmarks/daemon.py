@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.data import simulated  # noqa: E402
-from connectors.broker import Tansu, free_port  # noqa: E402
+from connectors.processes import free_port  # noqa: E402
+from tests.broker import Tansu  # noqa: E402
 
 PARTITIONS = 4
 MARKER_EVERY = 20

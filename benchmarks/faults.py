@@ -48,7 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.daemon import config_file, simulated, stream  # noqa: E402
-from connectors.broker import Tansu, free_port  # noqa: E402
+from connectors.processes import free_port  # noqa: E402
+from tests.broker import Tansu  # noqa: E402
 
 STREAMS = ("transactions", "sensors")
 LIVE_TAIL = int(os.environ.get("FAULTS_LIVE_TAIL", 60_000))  # events produced live at LIVE_RATE in the freeze scenario

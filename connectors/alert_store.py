@@ -411,6 +411,12 @@ class AlertStore:
         sql += (f" LIMIT {int(limit)}" if limit else "") + (f" OFFSET {int(offset)}" if offset else "")
         return self._dicts(sql, [])
 
+    def disposed(self) -> list[dict[str, Any]]:
+        """Alerts analysts resolved (confirmed or dismissed, closed since or not) with
+        their disposition, oldest event first: the labels a backtest can score against."""
+        return self._dicts("SELECT a.*, s.disposition FROM alerts a JOIN alert_state s ON s.alert_id = a.id "
+                           "WHERE s.disposition IS NOT NULL ORDER BY a.event_time, a.id", [])
+
     def packs(self) -> list[dict[str, Any]]:
         rows = self._dicts("SELECT * FROM packs ORDER BY loaded_at DESC", [])
         for r in rows:

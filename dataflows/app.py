@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from bytewax.inputs import Source
 from bytewax.run import cli_main
 
 from connectors.alert_store import AlertStore, RuleText
-from connectors.reference_files import load_reference
+from connectors.reference_files import load_snapshot
 from connectors.sinks import ConsoleSink, RunStats, StoreSink
 from dataflows.api.server import Listen, serve_beside
 from dataflows.flow import build_flow
+from dataflows.progress import Progress, Watch
 from engine.timing import Timing
 from engine.batch import Raw
 from engine.evaluate import Score, Scored, score
@@ -56,12 +58,14 @@ def run_flow(
     addresses: list[str] | None = None,
     api: Listen | None = None,
     timing: Timing = Timing(),
+    progress: Progress | None = None,
 ) -> RunResult:
     """Run the flow to the end of `source`. With `process_id` and `addresses` this
     process is one of a Bytewax cluster; process 0 owns the DuckDB file (and the
     run's statistics: the others report only their own console lines). With
-    `api` the owner serves the workbench over the store while it runs."""
-    reference = load_reference(reference_dir)
+    `api` the owner serves the workbench over the store while it runs. `progress`
+    follows the events the store sink has taken (process 0 sees them all)."""
+    reference = load_snapshot(reference_dir)  # a folder of Parquet files or a DuckDB file
     owner = not process_id
     live = live_pack(rules, db, owner, reload_interval)
     server = serve_beside(db, api) if api is not None and owner else None
@@ -70,7 +74,8 @@ def run_flow(
     flow = build_flow(source, reference, live.current, sinks, timing=timing)
     started = time.perf_counter()
     try:
-        cli_main(flow, process_id=process_id, addresses=addresses)
+        with Watch(progress, lambda: stats.events) if progress is not None else nullcontext():
+            cli_main(flow, process_id=process_id, addresses=addresses)
     except KeyboardInterrupt:
         log.info("run_interrupted")  # what was stored stays stored; report it
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from connectors.broker import die_with_parent, free_port
+from connectors.processes import die_with_parent, free_port
 
 log = structlog.get_logger()
 

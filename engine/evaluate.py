@@ -79,34 +79,42 @@ class Scored:
     event_time: datetime
 
 
-def score(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]], labels: list[Label]) -> list[Score]:
-    """A Score per pattern the rules cover, plus one per hop count where labels differ in hops."""
-    covered = sorted({p for patterns in rule_patterns.values() for p in patterns})
-    by_event: dict[tuple[str, str], set[int]] = defaultdict(set)  # (pattern, event) -> label indexes
-    by_entity: dict[tuple[str, str], list[int]] = defaultdict(list)  # (absence pattern, loan or borrower) -> labels
-    for i, label in enumerate(labels):
-        if label.pattern in TIME_MATCHED:
-            by_entity[(label.pattern, label.loan_id or label.borrower_id)].append(i)
-        for event in label.event_ids:
-            by_event[(label.pattern, event)].add(i)
+class Matcher:
+    """Which labels an alert matches, for a pattern (the rules above). One matcher
+    serves precision, recall and detection delay, so they never disagree."""
 
-    def matches(alert: Scored, pattern: str) -> set[int]:
-        hit = set().union(*(by_event.get((pattern, e), set()) for e in alert.event_ids))
+    def __init__(self, labels: list[Label]):
+        self.labels = labels
+        self.by_event: dict[tuple[str, str], set[int]] = defaultdict(set)  # (pattern, event) -> label indexes
+        self.by_entity: dict[tuple[str, str], list[int]] = defaultdict(list)  # (absence pattern, loan/borrower) -> labels
+        for i, label in enumerate(labels):
+            if label.pattern in TIME_MATCHED:
+                self.by_entity[(label.pattern, label.loan_id or label.borrower_id)].append(i)
+            for event in label.event_ids:
+                self.by_event[(label.pattern, event)].add(i)
+
+    def matches(self, alert: Scored, pattern: str) -> set[int]:
+        hit = set().union(*(self.by_event.get((pattern, e), set()) for e in alert.event_ids))
         if pattern in TIME_MATCHED:
             for entity in {alert.loan_id, alert.borrower_id} - {None}:
-                for i in by_entity.get((pattern, entity), ()):
-                    start = labels[i].first_event_time
+                for i in self.by_entity.get((pattern, entity), ()):
+                    start = self.labels[i].first_event_time
                     if start - timedelta(days=1) <= alert.event_time <= start + LATE:
                         hit.add(i)
         return hit
 
+
+def score(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]], labels: list[Label]) -> list[Score]:
+    """A Score per pattern the rules cover, plus one per hop count where labels differ in hops."""
+    covered = sorted({p for patterns in rule_patterns.values() for p in patterns})
+    matcher = Matcher(labels)
     alert_count: dict[str, int] = defaultdict(int)
     true_count: dict[str, int] = defaultdict(int)
     found: set[int] = set()
     for alert in alerts:
         for pattern in rule_patterns.get(alert.rule_id, ()):
             alert_count[pattern] += 1
-            hit = matches(alert, pattern)
+            hit = matcher.matches(alert, pattern)
             true_count[pattern] += bool(hit)
             found |= hit
 
@@ -138,3 +146,16 @@ def roc_auc(scored: Iterable[tuple[float, bool]]) -> float | None:
         ranks += sum(1 for _, y in pairs[i:j] if y) * (i + j + 1) / 2
         i = j
     return (ranks - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def first_detections(alerts: Iterable[Scored], rule_patterns: Mapping[str, Iterable[str]],
+                     labels: list[Label]) -> dict[int, Scored]:
+    """Per label found (its index), the earliest alert in event time that matches it: detection delay."""
+    matcher = Matcher(labels)
+    first: dict[int, Scored] = {}
+    for alert in alerts:
+        for pattern in rule_patterns.get(alert.rule_id, ()):
+            for i in matcher.matches(alert, pattern):
+                if i not in first or alert.event_time < first[i].event_time:
+                    first[i] = alert
+    return first

@@ -28,7 +28,7 @@ from confluent_kafka import (
 )
 
 from connectors.alert_store import AlertStore
-from connectors.broker import die_with_parent, free_port
+from connectors.processes import die_with_parent, free_port
 from connectors.files import FileSource, stream_files
 from dataflows import app
 from engine.records import Account, Loan, Record, Relation, Transaction

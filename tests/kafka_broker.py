@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from connectors.broker import Tansu
+from tests.broker import Tansu
 
 _ids = itertools.count()
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 
-from connectors.broker import Proxy, Tansu, free_port
 from connectors.broker_watch import OUTAGE_AFTER
+from connectors.processes import free_port
 from tests import daemon_kit as kit
+from tests.broker import Proxy, Tansu
 from tests.test_daemon_recovery import PacedProducer
 
 

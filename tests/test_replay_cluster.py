@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.alert_store import AlertStore
-from connectors.broker import free_port
+from connectors.processes import free_port
 from connectors.simbank import simulate
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import urllib.request
 import duckdb
 import pytest
 
-from connectors.broker import free_port
+from connectors.processes import free_port
 from dataflows import http
 from tests import tinybank
 from tests.daemon_kit import ROOT
@@ -78,7 +78,7 @@ def test_a_corrupted_reference_file(tmp_path):
 
 def test_a_data_folder_without_event_files_says_what_names_it_expects(tmp_path):
     line = one_line(fundwatch("replay", "--data", str(tmp_path), "--db", str(tmp_path / "a.duckdb")))
-    assert "no event files; expected names like transactions*.parquet" in line
+    assert "no event files; expected a name starting with 'transactions'" in line and "txn_2026-01.csv" in line
 
 
 def test_a_second_run_on_the_same_store_is_refused_and_the_first_keeps_running(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connectors.alert_store import AlertStore
-from connectors.broker import free_port
+from connectors.processes import free_port
 from connectors.files import FileSource, stream_files
 from connectors.simbank import simulate
 from connectors.workbench import Workbench
@@ -27,14 +27,20 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 @pytest.fixture(scope="session")
-def sim_store(tmp_path_factory) -> Path:
-    """Alerts of every pattern, money routes and guarantee circles among them."""
+def sim_bank(tmp_path_factory) -> tuple[Path, Path]:
+    """A small simulated bank's files and the store of its replay: alerts of every
+    pattern, money routes and guarantee circles among them."""
     tmp = tmp_path_factory.mktemp("simbank")
     data = tmp / "data"
     simulate(3, 200, 60, data)
     db = tmp / "template.duckdb"
     app.run_flow(FileSource(stream_files(data)), data, db)
-    return db
+    return data, db
+
+
+@pytest.fixture(scope="session")
+def sim_store(sim_bank) -> Path:
+    return sim_bank[1]
 
 
 def copy_store(template: Path, to: Path) -> Path:

