@@ -67,7 +67,7 @@ def test_default_pack_loads():
         ("pack.yaml", "timezone: Asia/Shanghai", "timezone: Asia/Shanghia",
          "pack.yaml:5:11: unknown time zone 'Asia/Shanghia' (an IANA name such as Asia/Shanghai)"),
         ("SS-001.yaml", "key: gateway_id,", "key: gateway,",
-         "SS-001.yaml:30:70: unknown field 'gateway' (did you mean 'gateway_id'?) [SS-001]"),
+         "SS-001.yaml:32:44: unknown field 'gateway' (did you mean 'gateway_id'?) [SS-001]"),
         ("HC-001.yaml", "{ts|during: $list:holiday_season}", "{ts|during: $list:holidays}",
          "HC-001.yaml:30:24: unknown list 'holidays' (did you mean 'holiday_season'?) [HC-001]"),
         ("FO-001.yaml", "key: loan.id", "key: loan",
