@@ -81,7 +81,10 @@ def main() -> None:
         pl.col("valid_from").dt.strftime("%Y%m%d").alias("START_DT"),
         pl.col("valid_to").dt.strftime("%Y%m%d").alias("END_DT"),
     ).write_csv(HERE / "relations.csv")
-    d["labels"].write_ndjson(HERE / "labels.ndjson")
+    # only the cases this export can show: it has no sensor readings, so no sensor cases
+    exported = pl.concat([d[k]["id"] for k in ("transactions", "relations", "parties")])
+    d["labels"].filter(pl.col("event_ids").list.eval(pl.element().is_in(exported.implode())).list.any()) \
+        .write_ndjson(HERE / "labels.ndjson")
 
 
 if __name__ == "__main__":
