@@ -161,8 +161,7 @@ def site_silence(view, entity: Entity, site: Site | None) -> float | None:
 
 
 def observe_site(site: Site, view: Any, others: set[str], history: int, tz: tzinfo) -> None:
-    """Keep what a site's sensors say about each other (every reading of the site passes here)."""
-    site.last = max(site.last, view.ts)
+    """Keep what a site's sensors say about each other: its heartbeats and the kinds it follows."""
     if view.kind == "heartbeat":
         hour = int(view.ts.timestamp()) // 3600
         if not site.beats or site.beats[-1] != hour:

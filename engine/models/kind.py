@@ -90,7 +90,11 @@ class ModelKind(Kind):
             site = sites.get(where)
             if site is None:
                 site = sites[where] = Site(view.ts)
-            if not (rule.exceptions and rule._excepted(view)):  # a holiday's readings say nothing of the usual
+            site.last = max(site.last, view.ts)
+            # only the kinds it follows and heartbeats tell the site's memory anything; a
+            # holiday's readings say nothing of the usual
+            if (view.kind in self.site_kinds or view.kind == "heartbeat") and not (
+                    rule.exceptions and rule._excepted(view)):
                 observe_site(site, view, self.site_kinds, self.history, self.tz)
         if not rule.in_scope(view):
             return []
