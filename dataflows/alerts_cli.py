@@ -126,6 +126,8 @@ def alerts_show(bench, alert_id: str) -> None:
     click.echo(f"  {a['summary']}")
     click.echo(f"  borrower {a['borrower_id']}  loan {a['loan_id'] or '-'}  event {a['event_time']}  "
                f"detected {a['detected_at']}")
+    click.echo(f"  borrower score {a['borrower_score_now']} over its open alerts "
+               f"({a['borrower_score'] if a['borrower_score'] is not None else '-'} when found)")
     click.echo(f"  status {a['status']}  version {a['version']}  assignee {a['assignee'] or '-'}  "
                f"disposition {a['disposition'] or '-'}  next: {', '.join(a['next']) or '-'}")
     if a["rule"]:

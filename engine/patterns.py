@@ -9,6 +9,7 @@ PATTERNS: dict[str, int] = {
     "fan_out": 4,
     "pass_through": 5,
     "large_outflow": 6,
+    "payment_anomaly": 6,  # a burst of the borrower's own money to new payees, unlike its business
     "cash_out": 7,
     "idle_funds": 8,
     "missed_repayment": 9,

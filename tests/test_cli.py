@@ -3,6 +3,8 @@ and the rule authors' lint, test, diff and lock."""
 
 from __future__ import annotations
 
+import re
+
 import json
 import shutil
 from pathlib import Path
@@ -45,6 +47,9 @@ def test_replay_then_alerts_list_and_show(tmp_path):
     code, out = invoke("alerts", "show", alert_id[:10], "--db", db)
     assert code == 0 and out.startswith(alert_id) and "evidence: events t-cash" in out
     assert "rule: Loan funds withdrawn as cash above the limit" in out and "audit: 0 entries" in out
+    # B1 has other open alerts: its combined score is above this alert's own
+    now, then = map(int, re.search(r"borrower score (\d+) over its open alerts \((\d+) when found\)", out).groups())
+    assert now >= then >= int(line.split()[4])
     result = CliRunner().invoke(main, ["alerts", "show", "nope", "--db", db])
     assert result.exit_code == 1 and result.output == "Error: no single alert with id 'nope'\n"
 

@@ -116,3 +116,25 @@ def test_quiet_entities_expire_with_the_sweep():
     pipeline.feed([Raw("sensors", "t", "later", late)])
     pipeline.end()
     assert not state[0]["entities"] and not state[0]["sites"]  # 30 days quiet: forgotten
+
+
+def test_a_copy_of_the_grown_trees_scores_exactly_as_a_fresh_halfspacetrees():
+    """Every entity's HalfSpaceTrees is a copy of one whose trees were grown at load time
+    (engine.models.estimators): it must be the model River would have built itself."""
+    import random
+
+    from river import anomaly
+
+    from engine.models.estimators import pipeline_factory
+
+    params = {"n_trees": 5, "height": 6, "window_size": 25, "seed": 7}
+    copy, fresh = pipeline_factory([], ("HalfSpaceTrees", params), ["a", "b"])(), anomaly.HalfSpaceTrees(**params)
+    rng = random.Random(3)
+    mine, rivers = [], []
+    for _ in range(300):
+        x = {"a": rng.random(), "b": rng.random()}
+        mine.append(copy.score_one(x))
+        rivers.append(fresh.score_one(x))
+        copy.learn_one(x)
+        fresh.learn_one(x)
+    assert mine == rivers and sum(mine) > 0

@@ -31,7 +31,7 @@ from engine.patterns import PATTERNS
 SEED, BORROWERS, DAYS = 11, 150, 60
 PROHIBITED = {"real_estate", "securities", "futures", "crypto", "lending", "gambling"}
 TX_PATTERNS = {"purpose_violation", "entrusted_payment_mismatch", "round_trip", "splitting", "fan_out", "pass_through",
-               "large_outflow", "cash_out", "idle_funds", "missed_repayment", "loan_refinancing"}
+               "large_outflow", "cash_out", "idle_funds", "missed_repayment", "loan_refinancing", "payment_anomaly"}
 SENSOR_PATTERNS = {"headcount_drop", "inventory_shortfall", "electricity_collapse", "executive_absent", "sensor_silent"}
 RELATION_PATTERNS = {"guarantee_circle", "guarantee_chain", "guarantor_overexposed", "contagion"}
 
@@ -232,9 +232,20 @@ def unlabelled_graph(b, labels) -> list[str]:
     return bad
 
 
+def unlabelled_evening_payments_to_new_payees(b, labels) -> list[str]:
+    """A borrower's own payments of 20,000 or more in the evening (19:00 local or later) to a
+    party it had not paid before: what a naive behaviour model flags."""
+    borrowers = b["loans"].select(pl.col("borrower_id").alias("from_party")).unique()
+    out = (b["tx"].join(borrowers, on="from_party").filter(pl.col("loan_id").is_null()).sort("ts")
+           .with_columns(first=pl.col("ts").min().over("from_party", "to_party"),
+                         hour=pl.col("ts").dt.convert_time_zone("Asia/Shanghai").dt.hour()))
+    hit = out.filter((pl.col("ts") == pl.col("first")) & (pl.col("hour") >= 19) & (pl.col("amount") >= 20_000))
+    return sorted(set(hit["id"]) - labelled(labels))
+
+
 CHECKS = [unlabelled_noncontracted_payments, unlabelled_prohibited, unlabelled_returns, unlabelled_own_account_receipts,
           unlabelled_cash_and_splits, unlabelled_idle, unlabelled_missed, unlabelled_sensor_signals,
-          unlabelled_silences, unlabelled_graph]
+          unlabelled_silences, unlabelled_graph, unlabelled_evening_payments_to_new_payees]
 
 
 # --- tests ------------------------------------------------------------------------
@@ -362,6 +373,11 @@ def test_loan_funded_payments_match_their_pattern_shapes(bank):
             assert ev[0]["amount"] < 0.3 * ev[0]["principal"]
         elif p == "pass_through":
             assert ev[1]["amount"] >= 0.9 * ev[0]["amount"] and ev[1]["ts"] - ev[0]["ts"] <= timedelta(hours=2)
+        elif p == "payment_anomaly":  # the borrower's own money, in the evening, to parties it never paid
+            local = [e["ts"].astimezone(ZoneInfo("Asia/Shanghai")) for e in ev]
+            assert 3 <= len(ev) <= 5 and all(e["loan_id"] is None for e in ev)
+            assert all(19 <= t.hour < 24 for t in local) and ev[-1]["ts"] - ev[0]["ts"] < timedelta(days=2)
+            assert len({e["to_party"] for e in ev}) == len(ev)
         elif p == "loan_refinancing":
             assert [e["channel"] for e in ev] == ["disbursement", "repayment"] and ev[1]["loan_id"] != lab["loan_id"]
         if ev and p != "missed_repayment":  # a missed instalment's time is its due time, its event the one before

@@ -26,7 +26,8 @@ from .labels import Case, LabelRow
 from .reference import World
 
 SENSOR_CASES = ("headcount_drop", "inventory_shortfall", "electricity_collapse", "executive_absent", "sensor_silent")
-FIRM_CASES = ("round_trip", "splitting", "fan_out", "pass_through", "large_outflow", "loan_refinancing")
+FIRM_CASES = ("round_trip", "splitting", "fan_out", "pass_through", "large_outflow", "loan_refinancing",
+              "payment_anomaly")
 ANY_CASES = ("entrusted_payment_mismatch", "cash_out", "idle_funds", "missed_repayment")
 
 

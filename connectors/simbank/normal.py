@@ -178,7 +178,10 @@ def business(w: World, rng, buf: TxBuffer) -> None:
     amt = _lognormal(rng, 30_000 * w.scale[b], 0.8, len(b))
     bill = rng.random(len(b)) < 0.12
     memo = np.where(rng.random(len(b)) < 0.5, MEMO["goods payment"], MEMO["purchase of materials"])
-    emit(d, settle[b], acc[_pick(rng, w.sup, w.n_sup, b)], np.where(bill, amt * 3, amt), office_hours(rng, len(b)),
+    # 15% of firms are owner-run and pay a third of their suppliers from online banking in the evening
+    late = (rng.random(len(w.borrower)) < 0.15)[b] & (rng.random(len(b)) < 0.35)
+    when = np.where(late, rng.uniform(19 * 3600, 23.5 * 3600, len(b)), office_hours(rng, len(b)))
+    emit(d, settle[b], acc[_pick(rng, w.sup, w.n_sup, b)], np.where(bill, amt * 3, amt), when,
          np.where(bill, CHANNEL["bill"], CHANNEL["transfer"]), memo)
 
     # sales receipts: retail and food shops sell every day (more at weekends), others mostly on weekdays;

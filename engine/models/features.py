@@ -31,6 +31,7 @@ class Entity:
     """What one entity's model keeps: the River model and the features' memory."""
 
     model: Any
+    first: datetime  # its first event: it is judged once `warm_up_for` after it
     last: datetime  # its newest event: the entity expires once quiet for `forget_after`
     learned: int = 0
     raw: list = field(default_factory=lambda: [0, 0.0, 0.0])  # learned points' raw scores: n, mean, variance
@@ -83,10 +84,11 @@ def ratio(value: float | None, mean: float | None) -> float | None:
     return value / mean if mean > 0 else (1.0 if value <= 0 else 10.0)
 
 
-def hour_of_week(tz: tzinfo) -> Compute:
+def local_hour(tz: tzinfo, of_week: bool) -> Compute:
+    """The hour of the day (or of the week, Monday 00:00 = 0) in the bank's time zone, with its fraction."""
     def compute(view, entity, site):
         local = view.ts.astimezone(tz)
-        return float(local.weekday() * 24 + local.hour)
+        return (local.weekday() * 24 if of_week else 0) + local.hour + local.minute / 60
     return compute
 
 
@@ -159,8 +161,7 @@ def site_silence(view, entity: Entity, site: Site | None) -> float | None:
 
 
 def observe_site(site: Site, view: Any, others: set[str], history: int, tz: tzinfo) -> None:
-    """Keep what a site's sensors say about each other (every reading of the site passes here)."""
-    site.last = max(site.last, view.ts)
+    """Keep what a site's sensors say about each other: its heartbeats and the kinds it follows."""
     if view.kind == "heartbeat":
         hour = int(view.ts.timestamp()) // 3600
         if not site.beats or site.beats[-1] != hour:

@@ -11,7 +11,7 @@ scores exactly whatever the batch boundaries were.
 Each point in scope is first scored, then learned, unless it was flagged:
 protect on anomaly, so a plant that collapsed does not teach its model that
 collapse is normal (and its same-weekday history keeps the old level). The first
-`warm_up` points of an entity are learned without being judged.
+`warm_up` points of an entity, and all within `warm_up_for` of its first, are learned without being judged.
 
 Scores are normalised to 0..1 per entity, the same way for every estimator: z is
 how many standard deviations the raw score lies above the mean raw score of the
@@ -70,6 +70,7 @@ class ModelKind(Kind):
     make: Callable[[], Any]  # a fresh River pipeline
     sign: float  # -1 for estimators whose raw scores fall as points look more unusual
     warm_up: int
+    warm_up_for: timedelta
     threshold: float
     sustained: int
     forget_after: timedelta
@@ -89,7 +90,11 @@ class ModelKind(Kind):
             site = sites.get(where)
             if site is None:
                 site = sites[where] = Site(view.ts)
-            if not (rule.exceptions and rule._excepted(view)):  # a holiday's readings say nothing of the usual
+            site.last = max(site.last, view.ts)
+            # only the kinds it follows and heartbeats tell the site's memory anything; a
+            # holiday's readings say nothing of the usual
+            if (view.kind in self.site_kinds or view.kind == "heartbeat") and not (
+                    rule.exceptions and rule._excepted(view)):
                 observe_site(site, view, self.site_kinds, self.history, self.tz)
         if not rule.in_scope(view):
             return []
@@ -97,7 +102,7 @@ class ModelKind(Kind):
         entities = state.setdefault("entities", {})
         entity = entities.get(key)
         if entity is None:
-            entity = entities[key] = Entity(self.make(), view.ts)
+            entity = entities[key] = Entity(self.make(), view.ts, view.ts)
         entity.last = max(entity.last, view.ts)
         x: dict[str, float] = {}
         for f in self.features:
@@ -120,9 +125,10 @@ class ModelKind(Kind):
     def _judge(self, rule: Any, view: Any, key: str, entity: Entity, x: dict) -> list[Hit]:
         raw = self.sign * float(entity.model.score_one(x)) if entity.learned else 0.0
         score = raw if self.unit_score else normalised(raw, entity.raw)
-        if self.on_score is not None and entity.learned >= self.warm_up:
+        warm = entity.learned < self.warm_up or view.ts - entity.first < self.warm_up_for
+        if self.on_score is not None and not warm:
             self.on_score(key, view, score)
-        if entity.learned < self.warm_up or score < self.threshold:
+        if warm or score < self.threshold:
             self._learn(view, entity, x, raw)
             return []
         entity.run.append(view)  # protect on anomaly: a flagged point is not learned

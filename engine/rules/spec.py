@@ -112,7 +112,7 @@ class Feature(Strict, kw_only=True):
     """One input of a model: exactly one of these, each a number (or nothing: the point waits).
 
     Declared: `field` (a number on the event), `log` (log(1 + a number)). Derived, from the
-    entity's own past (engine.models.features): `hour_of_week` in the bank's time zone,
+    entity's own past (engine.models.features): `hour_of_day` or `hour_of_week` in the bank's time zone,
     `novelty` (1 if the entity never met this value of a field before, such as a counterparty),
     `since_previous` (hours since the entity's previous event), `same_weekday` (a number over its
     mean on the same local weekday of recent weeks), `site_ratio` (that ratio over the same ratio
@@ -121,6 +121,7 @@ class Feature(Strict, kw_only=True):
 
     field: str | None = None
     log: str | None = None
+    hour_of_day: bool = False
     hour_of_week: bool = False
     novelty: str | None = None
     since_previous: bool = False
@@ -146,6 +147,7 @@ class Model(Strict, kw_only=True):
     features: Annotated[dict[str, Feature], Meta(min_length=1)]
     history: Annotated[int, Meta(ge=1, le=12)] = 3  # weeks of same-weekday history
     warm_up: Annotated[int, Meta(ge=1)] = 20  # points an entity's model learns before it may flag one
+    warm_up_for: Duration = "0d"  # and time since the entity's first event (a month: monthly payees are known)
     threshold: Annotated[float, Meta(gt=0, lt=1)] = 0.9  # normalised score at or above which a point is a finding
     sustained: Annotated[int, Meta(ge=1)] = 1  # flagged points in a row before it fires
     forget_after: Duration = "30d"  # an entity quiet this long starts again
