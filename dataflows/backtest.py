@@ -288,7 +288,7 @@ def summary_lines(outcome: Outcome) -> list[str]:
             if r["hops"] is None:
                 lines.append(f"  {r['pattern']:28} {_ratio(r['found'], r['labels'], r['recall_low'], r['recall_high'])}"
                              f" {_ratio(r['true_alerts'], r['alerts'], r['precision_low'], r['precision_high'])}"
-                             f" {r['f1']:5.2f}")
+                             f" {r['f1']:5.2f}" if r["labels"] or r["alerts"] else f" {'-':>5}")
     if "compare" in s:
         c = s["compare"]
         lines.append(f"compared with {c['id']} {c['version']} ({c['rules']}): {c['gained']:,} gained, "

@@ -48,6 +48,24 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+def cluster(process_id: int | None, addresses: str | None) -> list[str] | None:
+    """-i/-a checked before Bytewax sees them: with a process id outside the list it
+    would wait for a process 0 forever, retrying."""
+    if (process_id is None) != (addresses is None):
+        raise click.UsageError("--process-id and --addresses go together")
+    if addresses is None:
+        return None
+    found = [a.strip() for a in addresses.split(";") if a.strip()]
+    for a in found:
+        host, sep, port = a.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.UsageError(f"--addresses: {a!r} is not host:port")
+    if not 0 <= process_id < len(found):
+        raise click.UsageError(f"--process-id {process_id} is not one of the {len(found)} process(es) in --addresses "
+                               f"(0 to {len(found) - 1})")
+    return found
+
+
 @click.group(cls=_Commands)
 @click.version_option(version(), "--version", prog_name="fundwatch", message="%(prog)s %(version)s")
 @click.option("--log-level", default="info", envvar="FUNDWATCH_LOG_LEVEL", show_default=True,
@@ -159,13 +177,14 @@ def replay(data: Path, labels: bool, print_alerts: bool, process_id: int | None,
     from dataflows.progress import Progress
 
     timing = Timing(timedelta(seconds=allowed_lateness), timedelta(seconds=future_tolerance))
+    peers = cluster(process_id, addresses)
     with tempfile.TemporaryDirectory(prefix="fundwatch-import-") as tmp:
         events = data if mapping is None else _imported(mapping, data, Path(tmp), db, owner=not process_id)
         files = stream_files(events)
         source = FileSource(files)  # refuses a file it cannot open, before counting its rows
         progress = Progress("replay", sum(count_rows(p) for _, p in files)) if not process_id else None
         result = app.run_flow(source, events, db, rules, emit=click.echo if print_alerts else None,
-                              process_id=process_id, addresses=addresses.split(";") if addresses else None,
+                              process_id=process_id, addresses=peers,
                               timing=timing, progress=progress)
     if process_id:
         return  # process 0 owns the store and reports
@@ -230,8 +249,7 @@ def backtest(data: str, out: Path, rules: Path, compare: Path | None, labels: Pa
     from connectors.files import Window
     from dataflows import backtest as bt
 
-    if (process_id is None) != (addresses is None):
-        raise click.UsageError("--process-id and --addresses go together")
+    peers = cluster(process_id, addresses)
     offsets = [b for b in (from_, to) if isinstance(b, int)]
     if offsets and not data.startswith("kafka://"):
         raise click.UsageError("@OFFSET bounds are for a Kafka range (--data kafka://...)")
@@ -246,8 +264,7 @@ def backtest(data: str, out: Path, rules: Path, compare: Path | None, labels: Pa
         raise click.UsageError("--from must be before --to")
     req = bt.Request(data, out, rules, compare, labels, mapping, window,
                      from_ if isinstance(from_, int) else None, to if isinstance(to, int) else None, parsed,
-                     reference, Timing(timedelta(seconds=allowed_lateness)), process_id,
-                     addresses.split(";") if addresses else None)
+                     reference, Timing(timedelta(seconds=allowed_lateness)), process_id, peers)
     outcome = bt.run(req)
     if outcome is not None:
         for line in bt.summary_lines(outcome):
@@ -307,8 +324,7 @@ def _daemon(ctx: click.Context, config: Path, processes: int, process_id: int | 
 
         log_level = ctx.parent.params["log_level"] if ctx.parent else "info"
         ctx.exit(run_local(config, processes, workers, log_level))
-    if (process_id is None) != (addresses is None):
-        raise click.UsageError("--process-id and --addresses go together")
+    peers = cluster(process_id, addresses)
     from dataflows.daemon import run as run_daemon
 
-    ctx.exit(run_daemon(settings, process_id, addresses.split(";") if addresses else None, workers))
+    ctx.exit(run_daemon(settings, process_id, peers, workers))

@@ -226,6 +226,9 @@ def test_a_kafka_topic_range_gives_the_alerts_of_the_files(example, broker, topi
     (["--data", str(EXAMPLE), "--from", "2026-02-01", "--to", "2026-01-01"], "--from must be before --to"),
     (["--data", str(EXAMPLE), "--from", "@10"], "@OFFSET bounds are for a Kafka range"),
     (["--data", "kafka://127.0.0.1:1"], "needs --topic STREAM=TOPIC"),
+    (["--data", str(EXAMPLE), "-i", "2", "-a", "127.0.0.1:1;127.0.0.1:2"],  # Bytewax would wait for process 0
+     "--process-id 2 is not one of the 2 process(es) in --addresses (0 to 1)"),
+    (["--data", str(EXAMPLE), "-i", "0", "-a", "127.0.0.1"], "--addresses: '127.0.0.1' is not host:port"),
 ])
 def test_a_users_mistake_is_one_line(args, says, tmp_path):
     code, output = invoke("backtest", "--out", str(tmp_path / "o"), *args)

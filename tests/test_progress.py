@@ -72,3 +72,24 @@ def test_replay_logs_its_progress_with_every_event_counted(tmp_path):
     lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
     (done,) = [line for line in lines if line["event"] == "progress_done"]
     assert done["what"] == "replay" and done["done"] == done["total"] > 0
+
+
+def _done(*args: str, cwd: Path = ROOT) -> list[dict]:
+    run = subprocess.run([sys.executable, "-m", "dataflows", *args], cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == "progress_done"]
+
+
+def test_backtest_import_and_simulate_log_their_progress_too(tmp_path):
+    example = ROOT / "examples" / "bank_export"
+    (done,) = _done("import", "--mapping", str(example / "mapping.yaml"), "--out", str(tmp_path / "imported"))
+    assert done["what"] == "import" and done["unit"] == "rows" and done["done"] == done["total"] > 10_000
+    (done,) = _done("simulate", "--seed", "3", "--borrowers", "10", "--days", "60", "--out", str(tmp_path / "sim"))
+    assert done["what"] == "simulate" and done["done"] == done["total"] > 0
+    data = tinybank.write(tmp_path / "data")
+    base, compare = _done("backtest", "--data", str(data), "--out", str(tmp_path / "bt"), "--compare",
+                          str(ROOT / "rules" / "post_loan"))
+    assert (base["what"], compare["what"]) == ("backtest base", "backtest compare")
+    assert base["done"] == base["total"] == compare["done"] > 0

@@ -81,6 +81,16 @@ def test_a_data_folder_without_event_files_says_what_names_it_expects(tmp_path):
     assert "no event files; expected a name starting with 'transactions'" in line and "txn_2026-01.csv" in line
 
 
+@pytest.mark.parametrize("args, says", [
+    (["-i", "1"], "--process-id and --addresses go together"),
+    (["-i", "2", "-a", "127.0.0.1:1;127.0.0.1:2"], "--process-id 2 is not one of the 2 process(es)"),
+])
+def test_a_process_id_outside_the_cluster_is_refused_not_waited_for(tmp_path, args, says):
+    data = tinybank.write(tmp_path / "data")
+    run = fundwatch("replay", "--data", str(data), "--db", str(tmp_path / "a.duckdb"), *args, timeout=60)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and says in run.stderr, run.stderr
+
+
 def test_a_second_run_on_the_same_store_is_refused_and_the_first_keeps_running(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNDWATCH_")}
     args = [sys.executable, "-m", "dataflows", "run", "--borrowers", "10", "--days", "60", "--speed", "43200",
