@@ -38,8 +38,7 @@ def export_files(mapping: Mapping, folder: Path) -> dict[str, list[Path]]:
     for kind, export in mapping.exports.items():
         paths = export.find(folder)
         if not paths:
-            raise InputError(f"{folder}: no {kind} export; {mapping.file} expects {export.expected()} with "
-                             ".csv, .parquet, .ndjson or .jsonl")
+            raise InputError(f"{folder}: no {kind} export; {mapping.file} expects {export.expected()}")
         found[kind] = paths
     return found
 

@@ -126,7 +126,8 @@ class Export:
 
     def expected(self) -> str:
         return (" or ".join(f"'{g}'" for g in self.files) + " (any case)" if self.files else
-                "a name starting with " + ", ".join(f"'{n}'" for n in EXPORT_NAMES[self.kind]) + " (any case)")
+                "a name starting with " + ", ".join(f"'{n}'" for n in EXPORT_NAMES[self.kind]) +
+                " (any case) and .csv, .parquet, .ndjson or .jsonl")
 
     def read(self, path: Path, batch: int) -> Any:
         """The file as DataFrames of source columns (CSV values as text)."""
