@@ -286,9 +286,9 @@ def summary_lines(outcome: Outcome) -> list[str]:
         lines.append(f"  {'pattern':28} {'recall':>20} {'precision':>20} {'F1':>5}")
         for r in f["by_pattern"]:
             if r["hops"] is None:
+                f1 = f"{r['f1']:5.2f}" if r["labels"] or r["alerts"] else f"{'-':>5}"
                 lines.append(f"  {r['pattern']:28} {_ratio(r['found'], r['labels'], r['recall_low'], r['recall_high'])}"
-                             f" {_ratio(r['true_alerts'], r['alerts'], r['precision_low'], r['precision_high'])}"
-                             f" {r['f1']:5.2f}" if r["labels"] or r["alerts"] else f" {'-':>5}")
+                             f" {_ratio(r['true_alerts'], r['alerts'], r['precision_low'], r['precision_high'])} {f1}")
     if "compare" in s:
         c = s["compare"]
         lines.append(f"compared with {c['id']} {c['version']} ({c['rules']}): {c['gained']:,} gained, "

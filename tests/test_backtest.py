@@ -6,6 +6,7 @@ every plot renders in headless chromium, and the same run from a bank's export
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def example(tmp_path_factory) -> Path:
     code, output = invoke("backtest", "--mapping", str(EXAMPLE / "mapping.yaml"), "--data", str(EXAMPLE), "--out",
                           str(out))
     assert code == 0, output
+    (out / "stdout.txt").write_text(output)
     return out
 
 
@@ -148,6 +150,10 @@ def test_the_example_export_backtests_with_its_dead_letter_and_labels(example):
     assert dead["position"] == "row 101" and '"TXN_CHNL":"99"' in dead["payload"]
     summary = json.loads((example / "figures.json").read_text())["summary"]
     assert summary["labels"].endswith("labels.ndjson") and summary["dead_letters"] == 1 and summary["alerts"] > 0
+    printed = (example / "stdout.txt").read_text().splitlines()
+    assert re.search(r"^  guarantor_overexposed +3/3=1\.00 \[0\.44,1\.00\] +3/3=1\.00 \[0\.44,1\.00\] +1\.00$",
+                     "\n".join(printed), re.M)
+    assert "  cash_out" + " " * 40 + "-" + " " * 20 + "-     -" in printed  # no labels, no alerts: nothing to score
 
 
 def test_labels_from_analysts_dispositions(example, tmp_path):
