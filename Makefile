@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml requirements.lock requirements-test.lock
 	$(VENV)/bin/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)  ## the embedded default: 60 simulated days of the simulated bank, about a minute
+run: $(STAMP)  ## the embedded default: 60 simulated days of the simulated bank, one to three minutes
 	$(VENV)/bin/fundwatch run --days 60
 
 test: $(STAMP)  ## the whole test suite: rule packs (lint, embedded tests), then pytest
