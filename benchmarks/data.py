@@ -5,6 +5,7 @@ source, so a changed simulator never serves a benchmark yesterday's bank."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -20,3 +21,13 @@ def simulated(seed: int, borrowers: int, days: int) -> Path:
     if not (data / "manifest.json").exists():
         simulate(seed, borrowers, days, data)
     return data
+
+
+def bank_arguments(doc: str) -> argparse.Namespace:
+    """The options of a benchmark over a simulated bank: --seed, --borrowers, --days, --skip-flow."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--borrowers", type=int, default=2000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--skip-flow", action="store_true")
+    return parser.parse_args()

@@ -18,7 +18,6 @@ Prints a table and writes benchmarks/results/models.json.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -33,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.data import simulated  # noqa: E402
+from benchmarks.data import bank_arguments, simulated  # noqa: E402
 from benchmarks.rules import enriched, time_pack, time_rule  # noqa: E402
 from connectors.files import FileSource  # noqa: E402
 from connectors.reference_files import load_reference  # noqa: E402
@@ -96,12 +95,7 @@ def without_models(pack_dir: Path, model_ids: list[str], tmp: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--borrowers", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--skip-flow", action="store_true")
-    args = parser.parse_args()
+    args = bank_arguments(__doc__)
     data = simulated(args.seed, args.borrowers, args.days)
     ref, pack = load_reference(data), load_pack(app.DEFAULT_RULES)
     batches, views, _ = enriched(data, ref, pack)

@@ -16,7 +16,6 @@ Prints a table and writes benchmarks/results/rules.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.files import FileSource, read_raw  # noqa: E402
 from connectors.reference_files import load_reference  # noqa: E402
-from benchmarks.data import simulated  # noqa: E402
+from benchmarks.data import bank_arguments, simulated  # noqa: E402
 from dataflows import app  # noqa: E402
 from engine.batch import Batch  # noqa: E402
 from engine.context import STREAM_OF, TxView, enrich_batch, trace_batch  # noqa: E402
@@ -93,12 +92,7 @@ def hand_written_co001(views) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--borrowers", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--skip-flow", action="store_true")
-    args = parser.parse_args()
+    args = bank_arguments(__doc__)
     data = simulated(args.seed, args.borrowers, args.days)
     ref, pack = load_reference(data), load_pack(app.DEFAULT_RULES)
     batches, views, prep_seconds = enriched(data, ref, pack)
