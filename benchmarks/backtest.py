@@ -18,7 +18,6 @@ benchmarks/results/backtest.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.data import simulated  # noqa: E402
+from benchmarks.data import bank_arguments, simulated  # noqa: E402
 from connectors.alert_store import AlertStore  # noqa: E402
 from connectors.processes import free_port  # noqa: E402
 
@@ -82,11 +81,7 @@ def replay(data: Path, db: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--borrowers", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=90)
-    args = parser.parse_args()
+    args = bank_arguments(__doc__)
 
     t = time.perf_counter()
     data = simulated(args.seed, args.borrowers, args.days)

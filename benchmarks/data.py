@@ -23,11 +23,13 @@ def simulated(seed: int, borrowers: int, days: int) -> Path:
     return data
 
 
-def bank_arguments(doc: str) -> argparse.Namespace:
-    """The options of a benchmark over a simulated bank: --seed, --borrowers, --days, --skip-flow."""
+def bank_arguments(doc: str, skip_flow: bool = False) -> argparse.Namespace:
+    """The options of a benchmark over a simulated bank: --seed, --borrowers, --days (and
+    --skip-flow for those that also time the whole flow)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--borrowers", type=int, default=2000)
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--skip-flow", action="store_true")
+    if skip_flow:
+        parser.add_argument("--skip-flow", action="store_true")
     return parser.parse_args()

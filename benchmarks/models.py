@@ -95,7 +95,7 @@ def without_models(pack_dir: Path, model_ids: list[str], tmp: Path) -> Path:
 
 
 def main() -> None:
-    args = bank_arguments(__doc__)
+    args = bank_arguments(__doc__, skip_flow=True)
     data = simulated(args.seed, args.borrowers, args.days)
     ref, pack = load_reference(data), load_pack(app.DEFAULT_RULES)
     batches, views, _ = enriched(data, ref, pack)

@@ -15,7 +15,6 @@ Prints events per second and writes benchmarks/results/replay.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -31,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.files import FileSource  # noqa: E402
-from benchmarks.data import simulated  # noqa: E402
+from benchmarks.data import bank_arguments, simulated  # noqa: E402
 from dataflows import app  # noqa: E402
 
 PROHIBITED = {"real_estate", "securities", "futures", "crypto", "lending", "gambling"}
@@ -70,11 +69,7 @@ def baseline(data: Path) -> tuple[int, int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--borrowers", type=int, default=2000)
-    parser.add_argument("--days", type=int, default=90)
-    args = parser.parse_args()
+    args = bank_arguments(__doc__)
 
     t = time.perf_counter()
     data = simulated(args.seed, args.borrowers, args.days)

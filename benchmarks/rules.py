@@ -92,7 +92,7 @@ def hand_written_co001(views) -> tuple[float, int]:
 
 
 def main() -> None:
-    args = bank_arguments(__doc__)
+    args = bank_arguments(__doc__, skip_flow=True)
     data = simulated(args.seed, args.borrowers, args.days)
     ref, pack = load_reference(data), load_pack(app.DEFAULT_RULES)
     batches, views, prep_seconds = enriched(data, ref, pack)
