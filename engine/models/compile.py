@@ -19,8 +19,8 @@ from engine.records import SensorKind
 from engine.rules.fields import UnknownField, resolve
 from engine.rules.spec import Feature, Model, duration
 
-KINDS_OF_FEATURE = ("field", "log", "hour_of_day", "hour_of_week", "novelty", "since_previous", "same_weekday", "site_ratio",
-                    "site_silence")
+KINDS_OF_FEATURE = ("field", "log", "hour_of_day", "hour_of_week", "novelty", "since_previous", "same_weekday",
+                    "site_ratio", "site_silence")
 SENSOR_KINDS = typing.get_args(SensorKind)
 
 

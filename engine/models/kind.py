@@ -11,7 +11,8 @@ scores exactly whatever the batch boundaries were.
 Each point in scope is first scored, then learned, unless it was flagged:
 protect on anomaly, so a plant that collapsed does not teach its model that
 collapse is normal (and its same-weekday history keeps the old level). The first
-`warm_up` points of an entity, and all within `warm_up_for` of its first, are learned without being judged.
+`warm_up` points of an entity, and all within `warm_up_for` of its first, are
+learned without being judged.
 
 Scores are normalised to 0..1 per entity, the same way for every estimator: z is
 how many standard deviations the raw score lies above the mean raw score of the
