@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.data import bank_arguments, simulated  # noqa: E402
+from benchmarks.data import bank_arguments, simulated, write_report  # noqa: E402
 from connectors.alert_store import AlertStore  # noqa: E402
 from connectors.processes import free_port  # noqa: E402
 
@@ -115,11 +115,9 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                     "note": "2 cores shared with other jobs"},
     }
-    out = ROOT / "benchmarks" / "results" / "backtest.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"backtest/replay {report['backtest_to_replay_ratio']:.3f}, two processes/one "
-          f"{report['two_to_one_process_ratio']:.3f}, same alerts: {report['same_alerts']}; wrote {out.relative_to(ROOT)}")
+          f"{report['two_to_one_process_ratio']:.3f}, same alerts: {report['same_alerts']}")
+    write_report("backtest", report)
     if not report["same_alerts"]:
         raise SystemExit("the three runs stored different alerts")
 

@@ -47,7 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.data import simulated  # noqa: E402
+from benchmarks.data import simulated, write_report  # noqa: E402
 from connectors.processes import free_port  # noqa: E402
 from tests.broker import Tansu  # noqa: E402
 
@@ -430,10 +430,7 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
         "notes": "broker, producers and the alert consumer run on the same 2 cores as the contestants",
     }
-    out = ROOT / "benchmarks" / "results" / "daemon.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_report("daemon", report)
 
 
 def _port_run(n: int) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +34,12 @@ def bank_arguments(doc: str, skip_flow: bool = False) -> argparse.Namespace:
     if skip_flow:
         parser.add_argument("--skip-flow", action="store_true")
     return parser.parse_args()
+
+
+def write_report(name: str, report: dict) -> Path:
+    """benchmarks/results/NAME.json, and a line saying so."""
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return out

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.daemon import config_file, simulated, stream  # noqa: E402
+from benchmarks.data import write_report  # noqa: E402
 from connectors.processes import free_port  # noqa: E402
 from tests.broker import Tansu  # noqa: E402
 
@@ -362,10 +363,7 @@ def main() -> None:
                           ("valid_far_future", lambda: hostile(broker, tmp, data, events, expected, 0, True))):
             report[name] = run()
             print(f"{name}:", json.dumps(report[name]), flush=True)
-    out = ROOT / "benchmarks" / "results" / "faults.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_report("faults", report)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Prints a table and writes benchmarks/results/models.json.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -32,9 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.data import bank_arguments, simulated  # noqa: E402
-from benchmarks.rules import enriched, time_pack, time_rule  # noqa: E402
-from connectors.files import FileSource  # noqa: E402
+from benchmarks.data import bank_arguments, simulated, write_report  # noqa: E402
+from benchmarks.rules import enriched, flow_seconds, time_pack, time_rule  # noqa: E402
 from connectors.reference_files import load_reference  # noqa: E402
 from dataflows import app  # noqa: E402
 from engine.models import estimators as est  # noqa: E402
@@ -75,14 +73,6 @@ def estimator_cost(name: str, params: dict, points: int = 20_000) -> float:
         model.score_one(x)
         model.learn_one(x)
     return (time.perf_counter() - started) / points * 1e6
-
-
-def flow_seconds(data: Path, rules: Path) -> tuple[int, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        files = [("transactions", data / "transactions.parquet"), ("sensors", data / "sensors.parquet")]
-        started = time.perf_counter()
-        result = app.run_flow(FileSource(files), data, Path(tmp) / "models.duckdb", rules=rules)
-        return result.stats.events, time.perf_counter() - started
 
 
 def without_models(pack_dir: Path, model_ids: list[str], tmp: Path) -> Path:
@@ -146,10 +136,7 @@ def main() -> None:
                           "added_us_per_event": round(added_flow, 3)}
         print(f"whole flow: {events / flow_with:,.0f} events/s with the models, {events / flow_without:,.0f} without: "
               f"{added_flow:.2f} µs per event added")
-    out = ROOT / "benchmarks" / "results" / "models.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_report("models", report)
 
 
 if __name__ == "__main__":

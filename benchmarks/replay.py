@@ -15,7 +15,6 @@ Prints events per second and writes benchmarks/results/replay.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.files import FileSource  # noqa: E402
-from benchmarks.data import bank_arguments, simulated  # noqa: E402
+from benchmarks.data import bank_arguments, simulated, write_report  # noqa: E402
 from dataflows import app  # noqa: E402
 
 PROHIBITED = {"real_estate", "securities", "futures", "crypto", "lending", "gambling"}
@@ -93,9 +92,7 @@ def main() -> None:
         "default_pack_flow_to_baseline_ratio": round(full["events_per_second"] / base["events_per_second"], 3),
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count()},
     }
-    out = ROOT / "benchmarks" / "results" / "replay.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report("replay", report)
     for name in ("flow_three_rules", "baseline_loop", "flow_default_pack"):
         r = report[name]
         print(f"{name:18} {r['events']:,} events in {r['seconds']:.1f}s = {r['events_per_second']:,} events/s, "
