@@ -230,15 +230,15 @@ class FundCases:
     def payment_anomaly(self, c: Case) -> list[LabelRow]:
         """The borrower's own money leaves in a burst unlike its business: 3-5 transfers within two
         days from its settlement account, each 5-12 times its usual supplier payment, to traders it
-        never paid, in the evening (19:00-23:30), 40 days or more into the horizon; no loan money, so only its
-        model, not a loan-funds rule, can see it."""
+        never paid, in the evening (19:00-23:30), 40 days or more into the horizon. No loan money:
+        only its model, not a loan-funds rule, can see it."""
         w, rng, h = self.w, self.rng, self.w.h
         settle = self.acc(w.borrower[c.b])
         lo = min(max(h.days // 2, 40), h.days - 4)  # after the model's month of warm-up where there is room
         d = int(rng.integers(lo, max(lo + 1, h.days - 3)))
         keys, times = [], []
         for i, trader in enumerate(self.traders(int(rng.integers(3, 6)))):
-            day = min(d + int(rng.integers(0, 2)) if i else d, h.days - 1)
+            day = min(d + (int(rng.integers(0, 2)) if i else 0), h.days - 1)  # the first on day d
             amount = float(round(30_000 * w.scale[c.b] * rng.uniform(5, 12), -2))
             k, ts = self.pay(day, float(rng.uniform(19 * 3600, 23.5 * 3600)), settle, self.acc(trader), amount, c)
             keys.append(k)
